@@ -1,0 +1,80 @@
+"""Data contracts shared by loaders, training, stores and evaluation.
+
+The shapes follow BEIR so that every IR tool reads them:
+``Qrels = {query_id: {doc_id: relevance}}`` and ``Run = {query_id: {doc_id: score}}``.
+Language is metadata (a field), never part of a text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Qrels = dict[str, dict[str, int]]
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieval candidate.
+
+    Attributes:
+        doc_id: unique across all languages of a benchmark (e.g. ``"de/12/3/0"``).
+        text: the text that is encoded (after optional context is applied).
+        lang: ISO 639-1 code.
+        group_id: parallel-group id shared by translations of the same passage, if known.
+        title: optional title (BEIR / MIRACL).
+    """
+
+    doc_id: str
+    text: str
+    lang: str
+    group_id: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query; ``group_id`` joins the parallel versions of one question across languages."""
+
+    query_id: str
+    text: str
+    lang: str
+    group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A training pair: a query and its positive passage, optionally with a hard negative.
+
+    ``group_id`` is shared by the translations of one logical QA pair; pairs with the same group and
+    different languages make the cross-lingual combinations.
+    """
+
+    query: str
+    passage: str
+    lang: str
+    group_id: str | None = None
+    negative: str | None = None
+
+
+@dataclass
+class Benchmark:
+    """A loaded evaluation set: passages and queries in several languages with relevance judgements.
+
+    Attributes:
+        name: benchmark name (``xquad-r``, ``mlqa-r``, ``miracl``, or a BEIR folder name).
+        languages: the languages in a stable order.
+        passages / queries: all of them, every language.
+        qrels: relevance over all languages (a query's relevant passages in every language).
+        parallel: True when queries and passages are translations joined by ``group_id`` (LAReQA),
+            which makes cross-lingual and multilingual settings meaningful.
+        skipped: counts of records the loader left out, by reason.
+    """
+
+    name: str
+    languages: tuple[str, ...]
+    passages: list[Passage]
+    queries: list[Query]
+    qrels: Qrels
+    parallel: bool = True
+    skipped: dict[str, int] = field(default_factory=dict)
