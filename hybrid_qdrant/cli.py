@@ -1,0 +1,255 @@
+"""``hq``: the command-line shell over the library (thin: parse options, call one function, print)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hybrid_qdrant.errors import HQError
+
+app = typer.Typer(
+    name="hq",
+    help="Hybrid-batch training and mono/cross/multilingual retrieval evaluation on Qdrant.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals could hold an API key
+    add_completion=False,
+)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func):
+    """Turn library errors into one line on stderr and the error's exit code (HQ_DEBUG=1 re-raises)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        debug = os.environ.get("HQ_DEBUG") == "1"
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except HQError as exc:
+            if debug:
+                raise
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; run the same command again to resume", 130)
+        except Exception as exc:  # unexpected: one scrubbed line, never a traceback with locals
+            if debug:
+                raise
+            from hybrid_qdrant.secrets import scrub
+
+            _fail(scrub(f"{type(exc).__name__}: {exc}".splitlines()[0]) + " (HQ_DEBUG=1 for a traceback)", 1)
+
+    return wrapper
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+ConfigArg = typer.Argument(None, help="TOML config (section [evaluate]); flags override it.", show_default=False)
+BenchmarkOpt = typer.Option(None, "--benchmark", "-b", help="xquad-r | mlqa-r | beir | miracl")
+DataDirOpt = typer.Option(None, "--data-dir", help="Local benchmark directory (default: download to the cache).")
+LanguagesOpt = typer.Option(None, "--languages", "-l", help="Comma-separated language codes (default: all).")
+ContextOpt = typer.Option(None, "--context/--no-context", help="LAReQA: encode each sentence with its paragraph.")
+ModelOpt = typer.Option(None, "--model", "-m", help="sentence-transformers hub id or local directory.")
+AdapterOpt = typer.Option(None, "--adapter", help="LoRA adapter directory loaded on top of the model.")
+QueryPrefixOpt = typer.Option(None, "--query-prefix", help='Prefix of queries (default "query: ").')
+PassagePrefixOpt = typer.Option(None, "--passage-prefix", help='Prefix of passages (default "passage: ").')
+BatchOpt = typer.Option(None, "--batch-size", help="Texts per forward pass.")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: best available).")
+LocationOpt = typer.Option(None, "--location", help="Embedded store directory or :memory: (default .hq/qdrant).")
+UrlOpt = typer.Option(None, "--url", help="Qdrant server URL; the API key comes from $QDRANT_API_KEY or --api-key-file.")
+KeyEnvOpt = typer.Option(None, "--api-key-env", help="Environment variable holding the API key.")
+KeyFileOpt = typer.Option(None, "--api-key-file", help="File holding the API key.")
+GrpcOpt = typer.Option(None, "--grpc/--http", help="Talk gRPC to the server.")
+TimeoutOpt = typer.Option(None, "--timeout", help="Seconds per server request.")
+CollectionOpt = typer.Option(None, "--collection", "-c", help="Collection or alias (default: from benchmark and model).")
+RecreateOpt = typer.Option(None, "--recreate", help="Drop and re-create the collection if it exists.")
+OnErrorOpt = typer.Option(None, "--on-error", help="stop (default) at the first bad record, or skip and report.")
+CacheDirOpt = typer.Option(None, "--cache-dir", help="Embedding cache directory.")
+NoCacheOpt = typer.Option(None, "--cache/--no-cache", help="Use the embedding cache.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")
+
+
+def _config(config: Path | None, **overrides: Any):
+    from hybrid_qdrant.config import EvaluateConfig, load_section
+
+    return load_section(config, EvaluateConfig, "evaluate", overrides)
+
+
+def _encoder(cfg):
+    from hybrid_qdrant.encoder import EncoderSettings
+    from hybrid_qdrant.pipeline import build_encoder
+
+    settings = EncoderSettings(
+        model=cfg.model, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix,
+        query_prompt_name=cfg.query_prompt_name, passage_prompt_name=cfg.passage_prompt_name,
+        batch_size=cfg.batch_size, device=cfg.device, max_seq_length=cfg.max_seq_length, adapter=cfg.adapter,
+    )
+    return build_encoder(settings, cache_dir=cfg.cache_dir, use_cache=cfg.use_cache)
+
+
+def _store_options(cfg):
+    from hybrid_qdrant.pipeline import StoreOptions
+    from hybrid_qdrant.secrets import read_api_key
+
+    api_key = read_api_key(cfg.api_key_env, cfg.api_key_file) if cfg.url else None
+    return StoreOptions(location=cfg.location, url=cfg.url, api_key=api_key, collection=cfg.collection,
+                        recreate=cfg.recreate, timeout=cfg.timeout, prefer_grpc=cfg.prefer_grpc)
+
+
+def _load(cfg):
+    from hybrid_qdrant.benchmarks import load_benchmark
+
+    return load_benchmark(cfg.benchmark, cfg.data_dir, languages=cfg.languages, context=cfg.context,
+                          split=cfg.split)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="", disable=not sys.stderr.isatty(), leave=False)
+
+
+@app.command()
+@handle_errors
+def ingest(
+    config: Path | None = ConfigArg,
+    benchmark: str | None = BenchmarkOpt,
+    data_dir: str | None = DataDirOpt,
+    languages: str | None = LanguagesOpt,
+    context: bool | None = ContextOpt,
+    model: str | None = ModelOpt,
+    adapter: str | None = AdapterOpt,
+    query_prefix: str | None = QueryPrefixOpt,
+    passage_prefix: str | None = PassagePrefixOpt,
+    batch_size: int | None = BatchOpt,
+    device: str | None = DeviceOpt,
+    location: str | None = LocationOpt,
+    url: str | None = UrlOpt,
+    api_key_env: str | None = KeyEnvOpt,
+    api_key_file: str | None = KeyFileOpt,
+    grpc: bool | None = GrpcOpt,
+    timeout: float | None = TimeoutOpt,
+    collection: str | None = CollectionOpt,
+    recreate: bool | None = RecreateOpt,
+    on_error: str | None = OnErrorOpt,
+    cache_dir: str | None = CacheDirOpt,
+    cache: bool | None = NoCacheOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Encode a benchmark's passages into a Qdrant collection (idempotent; resumes where it stopped)."""
+    _setup_logging(verbose)
+    cfg = _config(config, benchmark=benchmark, data_dir=data_dir, languages=_csv(languages), context=context,
+                  model=model, adapter=adapter, query_prefix=query_prefix, passage_prefix=passage_prefix,
+                  batch_size=batch_size, device=device, location=location, url=url, api_key_env=api_key_env,
+                  api_key_file=api_key_file, prefer_grpc=grpc, timeout=timeout, collection=collection,
+                  recreate=recreate, on_error=on_error, cache_dir=cache_dir, use_cache=cache)
+    from hybrid_qdrant.pipeline import default_collection, ingest_benchmark, open_collection
+
+    bench = _load(cfg)
+    encoder = _encoder(cfg)
+    name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
+    with open_collection(_store_options(cfg), name) as store, _progress(len(bench.passages), "passages") as bar:
+        stats = ingest_benchmark(bench, encoder, store, on_error=cfg.on_error, progress=bar.update)
+        total = store.count()
+    typer.echo(
+        f"collection {name}: {total} points ({stats.encoded} written, {stats.already_stored} already stored, "
+        f"{sum(stats.skipped.values())} skipped) in {stats.seconds:.1f} s"
+    )
+    for line in stats.skipped_examples:
+        typer.echo(f"  skipped {line}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    config: Path | None = ConfigArg,
+    benchmark: str | None = BenchmarkOpt,
+    data_dir: str | None = DataDirOpt,
+    languages: str | None = LanguagesOpt,
+    context: bool | None = ContextOpt,
+    model: str | None = ModelOpt,
+    adapter: str | None = AdapterOpt,
+    query_prefix: str | None = QueryPrefixOpt,
+    passage_prefix: str | None = PassagePrefixOpt,
+    batch_size: int | None = BatchOpt,
+    device: str | None = DeviceOpt,
+    location: str | None = LocationOpt,
+    url: str | None = UrlOpt,
+    api_key_env: str | None = KeyEnvOpt,
+    api_key_file: str | None = KeyFileOpt,
+    grpc: bool | None = GrpcOpt,
+    timeout: float | None = TimeoutOpt,
+    collection: str | None = CollectionOpt,
+    recreate: bool | None = RecreateOpt,
+    cache_dir: str | None = CacheDirOpt,
+    cache: bool | None = NoCacheOpt,
+    settings: str | None = typer.Option(None, "--settings", help="Comma-separated: mono,cross,multi (default all)."),
+    engine: str | None = typer.Option(None, "--engine", help="qdrant (default) or exact (numpy reference)."),
+    depth: int | None = typer.Option(None, "--depth", help="Qdrant query limit per query and setting."),
+    full_ranking: bool | None = typer.Option(
+        None, "--full-ranking/--truncated", help="Exact ranks beyond the depth (default on for LAReQA sets)."
+    ),
+    output: str | None = typer.Option(None, "--output", "-o", help="Report JSON (.md, .png, .queries.json.gz beside)."),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Evaluate an encoder: mono, cross and multilingual retrieval through Qdrant (ingests when needed)."""
+    _setup_logging(verbose)
+    cfg = _config(config, benchmark=benchmark, data_dir=data_dir, languages=_csv(languages), context=context,
+                  model=model, adapter=adapter, query_prefix=query_prefix, passage_prefix=passage_prefix,
+                  batch_size=batch_size, device=device, location=location, url=url, api_key_env=api_key_env,
+                  api_key_file=api_key_file, prefer_grpc=grpc, timeout=timeout, collection=collection,
+                  recreate=recreate, cache_dir=cache_dir, use_cache=cache, settings=_csv(settings), engine=engine,
+                  depth=depth, full_ranking=full_ranking, output=output)
+    from hybrid_qdrant.evaluation import EvalOptions
+    from hybrid_qdrant.pipeline import default_collection, open_collection, run_evaluation
+    from hybrid_qdrant.report import markdown, report_dict, write_report
+
+    full = cfg.full_ranking if cfg.full_ranking is not None else cfg.benchmark in ("xquad-r", "mlqa-r")
+    options = EvalOptions(settings=tuple(cfg.settings or ("mono", "cross", "multi")),
+                          languages=tuple(cfg.languages) if cfg.languages else None, engine=cfg.engine,
+                          depth=cfg.depth, full_ranking=full, exact_search=cfg.exact_search)
+    if cfg.output and Path(cfg.output).is_dir():
+        raise HQError(f"--output {cfg.output} is a directory; give a file name such as report.json")
+    bench = _load(cfg)
+    encoder = _encoder(cfg)
+    name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
+    with open_collection(_store_options(cfg), name) as store, _progress(len(bench.passages), "passages") as bar:
+        run = run_evaluation(bench, encoder, store, name, options, ingest_progress=bar.update)
+    extra = {"collection": name, "timings": {k: round(v, 3) for k, v in run.timings.items()},
+             "model_fingerprint": encoder.fingerprint}
+    if cfg.output:
+        paths = write_report(run.result, cfg.output, cfg.model, extra)
+        typer.echo(markdown(report_dict(run.result, cfg.model, extra)))
+        typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+    else:
+        typer.echo(markdown(report_dict(run.result, cfg.model, extra)))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

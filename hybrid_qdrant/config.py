@@ -1,0 +1,90 @@
+"""Typed command configs from TOML: unknown keys rejected with a suggestion, CLI flags override."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hybrid_qdrant.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def check_keys(data: dict[str, Any], cls: type, where: str) -> None:
+    """Raise ConfigError for a key that ``cls`` (a dataclass) does not have, with a close match."""
+    known = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            raise ConfigError(f"unknown key {key!r} in {where}{hint}")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a ConfigError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def load_section(path: str | Path | None, cls: type[T], section: str, overrides: dict[str, Any] | None = None) -> T:
+    """Build ``cls`` from ``[section]`` of a TOML file (or from defaults), then apply non-None overrides.
+
+    The file may hold the keys at top level or under ``[section]``.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        raw = read_toml(path)
+        data = raw.get(section, raw) if isinstance(raw.get(section), dict) else raw
+        check_keys(data, cls, f"[{section}] of {path}")
+    try:
+        obj = cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_keys(changes, cls, "the command-line options")
+    return replace(obj, **changes) if changes else obj
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``hq evaluate`` / ``hq ingest``: benchmark, model and store (TOML section ``[evaluate]``)."""
+
+    benchmark: str = "xquad-r"
+    data_dir: str | None = None
+    split: str = "dev"
+    languages: list[str] | None = None
+    context: bool = False
+    model: str = "intfloat/multilingual-e5-small"
+    adapter: str | None = None
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    query_prompt_name: str | None = None
+    passage_prompt_name: str | None = None
+    batch_size: int = 64
+    device: str | None = None
+    max_seq_length: int | None = None
+    cache_dir: str | None = None
+    use_cache: bool = True
+    location: str = ".hq/qdrant"
+    url: str | None = None
+    api_key_env: str = "QDRANT_API_KEY"
+    api_key_file: str | None = None
+    prefer_grpc: bool = False
+    timeout: float = 30.0
+    collection: str | None = None
+    recreate: bool = False
+    on_error: str = "stop"
+    settings: list[str] | None = None
+    engine: str = "qdrant"
+    depth: int = 100
+    full_ranking: bool | None = None
+    exact_search: bool = True
+    output: str | None = None

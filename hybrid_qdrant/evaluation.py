@@ -1,0 +1,285 @@
+"""Mono-, cross- and multilingual evaluation of a benchmark through a Qdrant collection.
+
+Settings (arXiv 2408.10536, section 3.2; LAReQA):
+    mono  - queries of language X against the passages of X (payload filter ``lang == X``);
+    cross - queries of X against the passages of one other language Y (filter ``lang == Y``),
+            every ordered pair X != Y;
+    multi - queries of X against the pooled passages of all languages (no filter).
+
+Every metric is a function of the ranks of a query's relevant passages. Qdrant answers each query of
+each setting with its top ``depth`` hits; when every relevant passage of a query lies inside them the
+ranks come straight from Qdrant. With ``full_ranking`` (LAReQA's mAP and rank distance are defined over
+the full ranking) the ranks of relevant passages beyond the depth are computed exactly by scoring the
+query against the slice's vectors as stored in the collection, so no metric is truncated; without it,
+relevant passages beyond the depth count as not retrieved (trec_eval's convention) and the report
+states the depth. Score ties are broken by doc id ascending, in Qdrant's hits and in exact scoring
+alike (see ``metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hybrid_qdrant import metrics as M
+from hybrid_qdrant.errors import ConfigError
+from hybrid_qdrant.types import Benchmark, Qrels
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = ("mono", "cross", "multi")
+#: Metrics computed for every slice; rank distance only where a query has several relevant passages.
+SLICE_METRICS = ("map", "recall@1", "recall@10", "recall@100", "ndcg@10", "mrr@10")
+MULTI_METRICS = (*SLICE_METRICS, "rank_distance")
+ENGINES = ("qdrant", "exact")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One evaluation slice: a setting, the query language and the passage language (None: pooled)."""
+
+    setting: str
+    query_lang: str
+    passage_lang: str | None
+
+    @property
+    def key(self) -> str:
+        """``de-de`` (mono), ``de-en`` (cross), ``de-all`` (multi)."""
+        return f"{self.query_lang}-{self.passage_lang or 'all'}"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How an evaluation runs.
+
+    Attributes:
+        settings: any of ``mono``, ``cross``, ``multi``.
+        languages: restrict to these languages (None: all of the benchmark's).
+        engine: ``qdrant`` (queries through the store) or ``exact`` (numpy brute force over the
+            store's vectors: the reference).
+        depth: Qdrant query limit per query and slice.
+        full_ranking: compute ranks beyond ``depth`` exactly (needed for LAReQA mAP / rank distance).
+        exact_search: ask Qdrant for exhaustive rather than HNSW search.
+        query_batch: query vectors per store request.
+    """
+
+    settings: tuple[str, ...] = SETTINGS
+    languages: tuple[str, ...] | None = None
+    engine: str = "qdrant"
+    depth: int = 100
+    full_ranking: bool = True
+    exact_search: bool = True
+    query_batch: int = 4096
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.settings if s not in SETTINGS]
+        if unknown or not self.settings:
+            raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")
+        if self.depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+
+
+@dataclass
+class SliceResult:
+    """Per-query metric values of one slice, with its counts."""
+
+    slice: Slice
+    per_query: dict[str, dict[str, float]]
+    n_queries: int
+    n_dropped: int = 0
+    n_exact_fallback: int = 0
+    seconds: float = 0.0
+
+    def mean(self, metric: str) -> float | None:
+        values = [v[metric] for v in self.per_query.values() if metric in v and v[metric] is not None]
+        return float(np.mean(values)) if values else None
+
+
+@dataclass
+class EvaluationResult:
+    """All slices of an evaluation, with macro averages as in the paper."""
+
+    benchmark: str
+    languages: tuple[str, ...]
+    slices: list[SliceResult]
+    options: EvalOptions
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics: ``{setting}/{metric}`` macro values and ``{setting}/{q}-{p}/{metric}`` per slice."""
+        out: dict[str, float] = {}
+        for setting in SETTINGS:
+            rows = [r for r in self.slices if r.slice.setting == setting]
+            if not rows:
+                continue
+            names = MULTI_METRICS if setting == "multi" else SLICE_METRICS
+            for metric in names:
+                per_slice = {r.slice.key: r.mean(metric) for r in rows}
+                per_slice = {k: v for k, v in per_slice.items() if v is not None}
+                for key, value in per_slice.items():
+                    out[f"{setting}/{key}/{metric}"] = value
+                if per_slice:
+                    out[f"{setting}/{metric}"] = M.macro_average(per_slice)
+        return out
+
+
+def slices_for(benchmark: Benchmark, options: EvalOptions) -> list[Slice]:
+    """The slices of the requested settings over the requested languages."""
+    langs = list(options.languages or benchmark.languages)
+    unknown = [lang for lang in langs if lang not in benchmark.languages]
+    if unknown:
+        raise ConfigError(
+            f"unknown language(s) {', '.join(unknown)} for {benchmark.name}; "
+            f"it has {', '.join(benchmark.languages)}"
+        )
+    out: list[Slice] = []
+    if "mono" in options.settings:
+        out += [Slice("mono", lang, lang) for lang in langs]
+    if "cross" in options.settings:
+        if not benchmark.parallel:
+            logger.warning("%s has no parallel groups: the cross setting is skipped", benchmark.name)
+        else:
+            out += [Slice("cross", q, p) for q in langs for p in langs if q != p]
+    if "multi" in options.settings:
+        out += [Slice("multi", lang, None) for lang in langs]
+    return out
+
+
+def _slice_qrels(qrels: Qrels, query_ids: Sequence[str], doc_lang: dict[str, str], lang: str | None) -> Qrels:
+    """Relevant passages of each query restricted to one passage language (None: all)."""
+    out: Qrels = {}
+    for qid in query_ids:
+        rel = {d: r for d, r in qrels.get(qid, {}).items() if r > 0 and (lang is None or doc_lang.get(d) == lang)}
+        if rel:
+            out[qid] = rel
+    return out
+
+
+class _StoreVectors:
+    """The collection's vectors per language, read once (for exact ranks beyond the depth)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._by_lang: dict[str | None, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
+
+    def get(self, lang: str | None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        if lang not in self._by_lang:
+            doc_ids, vectors = self.store.vectors(lang)
+            ids = np.asarray(doc_ids, dtype=object)
+            self._by_lang[lang] = (ids, np.ascontiguousarray(vectors, dtype=np.float32),
+                                   {d: i for i, d in enumerate(doc_ids)})
+        return self._by_lang[lang]
+
+
+def _exact_ranks(
+    qvecs: np.ndarray, qids: Sequence[str], qrels: Qrels, vectors: _StoreVectors, lang: str | None
+) -> dict[str, dict[str, int]]:
+    """Exact 1-based ranks of each query's relevant passages among all passages of the slice."""
+    doc_ids, matrix, position = vectors.get(lang)
+    relevant = [[position[d] for d in qrels[q] if d in position] for q in qids]
+    return M.ranks_from_scores(qvecs, matrix, doc_ids, relevant, qids)
+
+
+def _qdrant_ranks(
+    qvecs: np.ndarray,
+    qids: Sequence[str],
+    qrels: Qrels,
+    store,
+    lang: str | None,
+    options: EvalOptions,
+    vectors: _StoreVectors,
+) -> tuple[dict[str, dict[str, int]], int]:
+    """Ranks from Qdrant's top hits; exact ranks for queries whose relevant passages lie deeper."""
+    ranks: dict[str, dict[str, int]] = {}
+    deeper: list[int] = []
+    depth = options.depth
+    for start in range(0, len(qids), options.query_batch):
+        hits = store.search(qvecs[start : start + options.query_batch], limit=depth + 1, lang=lang,
+                            exact=options.exact_search)
+        for offset, query_hits in enumerate(hits):
+            i = start + offset
+            qid = qids[i]
+            ordered = sorted(query_hits, key=lambda h: (-h.score, h.doc_id))
+            # a tie across the depth boundary makes the order inside it undecidable from these hits
+            boundary_tie = len(ordered) > depth and ordered[depth].score == ordered[depth - 1].score
+            top = ordered[:depth]
+            found = {h.doc_id: r for r, h in enumerate(top, start=1) if h.doc_id in qrels[qid]}
+            if options.full_ranking and (boundary_tie or len(found) < len(qrels[qid])) and len(ordered) > depth:
+                deeper.append(i)
+            else:
+                ranks[qid] = found
+    if deeper:
+        sub = [qids[i] for i in deeper]
+        ranks.update(_exact_ranks(qvecs[deeper], sub, qrels, vectors, lang))
+    return ranks, len(deeper)
+
+
+def evaluate(
+    benchmark: Benchmark,
+    query_vectors: np.ndarray,
+    store,
+    options: EvalOptions | None = None,
+    progress: Callable[[Slice], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate every slice of the requested settings.
+
+    Args:
+        benchmark: the loaded benchmark (its passages are in the store's collection).
+        query_vectors: (len(benchmark.queries), dim) L2-normalised, in ``benchmark.queries`` order.
+        store: a ``VectorStore`` holding the benchmark's passages with ``lang`` in the payload.
+        options: EvalOptions.
+        progress: called after each slice.
+
+    Returns:
+        EvaluationResult with per-query values for every slice.
+    """
+    options = options or EvalOptions()
+    if len(query_vectors) != len(benchmark.queries):
+        raise ValueError(f"{len(query_vectors)} query vectors for {len(benchmark.queries)} queries")
+    start = time.perf_counter()
+    doc_lang = {p.doc_id: p.lang for p in benchmark.passages}
+    by_lang: dict[str, list[int]] = {}
+    for i, q in enumerate(benchmark.queries):
+        by_lang.setdefault(q.lang, []).append(i)
+    vectors = _StoreVectors(store)
+    results: list[SliceResult] = []
+    for sl in slices_for(benchmark, options):
+        t0 = time.perf_counter()
+        rows = by_lang.get(sl.query_lang, [])
+        all_ids = [benchmark.queries[i].query_id for i in rows]
+        qrels = _slice_qrels(benchmark.qrels, all_ids, doc_lang, sl.passage_lang)
+        keep = [i for i, qid in zip(rows, all_ids) if qid in qrels]
+        qids = [benchmark.queries[i].query_id for i in keep]
+        qvecs = query_vectors[keep]
+        fallback = 0
+        if not qids:
+            ranks: dict[str, dict[str, int]] = {}
+        elif options.engine == "exact":
+            ranks = _exact_ranks(qvecs, qids, qrels, vectors, sl.passage_lang)
+        else:
+            ranks, fallback = _qdrant_ranks(qvecs, qids, qrels, store, sl.passage_lang, options, vectors)
+        names = MULTI_METRICS if sl.setting == "multi" else SLICE_METRICS
+        per_query = M.evaluate_ranks(qrels, ranks, names)
+        results.append(SliceResult(sl, per_query, len(qids), len(rows) - len(keep), fallback,
+                                   time.perf_counter() - t0))
+        if progress:
+            progress(sl)
+    counts = {
+        "languages": len(options.languages or benchmark.languages),
+        "passages": len(benchmark.passages),
+        "queries": len(benchmark.queries),
+        "slices": len(results),
+        "query_slices": sum(r.n_queries for r in results),
+        "dropped_no_relevant": sum(r.n_dropped for r in results),
+        "exact_fallback": sum(r.n_exact_fallback for r in results),
+        **{f"skipped_{k}": v for k, v in benchmark.skipped.items()},
+    }
+    return EvaluationResult(benchmark.name, tuple(options.languages or benchmark.languages), results, options,
+                            counts, time.perf_counter() - start)

@@ -1,0 +1,234 @@
+"""Streaming ingestion: passages -> encoder (length-sorted batches) -> store, encoding and upserts overlapped.
+
+Memory is bounded by ``block_size`` passages in flight (plus ``queue_size`` encoded blocks waiting for
+their upsert), whatever the corpus size. Ingestion is idempotent and resumable: point ids are derived
+from doc ids, and passages already stored are skipped before encoding, so a re-run after an
+interruption encodes and writes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hybrid_qdrant.errors import DataError, HQError
+from hybrid_qdrant.store.base import (
+    DOC_ID_KEY,
+    ENCODER_KEY,
+    GROUP_KEY,
+    LANG_KEY,
+    TEXT_KEY,
+    CollectionSpec,
+    VectorStore,
+)
+from hybrid_qdrant.types import Passage
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+@dataclass
+class IngestStats:
+    """What an ingestion did.
+
+    Attributes:
+        seen: passages read from the source.
+        encoded: passages encoded and written by this run.
+        already_stored: passages skipped because the collection already held them.
+        skipped: bad records left out (only with ``on_error="skip"``), by reason.
+        skipped_examples: up to 20 ``"doc_id: reason"`` lines for the report.
+        seconds: wall time; ``encode_seconds`` and ``upsert_seconds`` are the busy times of each stage.
+    """
+
+    seen: int = 0
+    encoded: int = 0
+    already_stored: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+    upsert_seconds: float = 0.0
+
+    def skip(self, doc_id: str, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if len(self.skipped_examples) < 20:
+            self.skipped_examples.append(f"{doc_id}: {reason}")
+
+
+def encoder_tag(fingerprint: str) -> str:
+    """Short stable hash of an encoder fingerprint, stored in every payload."""
+    return hashlib.sha1(fingerprint.encode("utf-8")).hexdigest()[:16]
+
+
+def payload_of(passage: Passage, tag: str, store_text: bool = True) -> dict[str, Any]:
+    """The payload of a passage's point: lang, doc id, parallel group, text, encoder tag."""
+    payload: dict[str, Any] = {LANG_KEY: passage.lang, DOC_ID_KEY: passage.doc_id, ENCODER_KEY: tag}
+    if passage.group_id is not None:
+        payload[GROUP_KEY] = passage.group_id
+    if store_text:
+        payload[TEXT_KEY] = passage.text
+    if passage.title:
+        payload["title"] = passage.title
+    return payload
+
+
+class _Validator:
+    """Checks records one by one: empty text, missing or unknown language, conflicting duplicate ids."""
+
+    def __init__(self, languages: Sequence[str] | None, on_error: str, stats: IngestStats) -> None:
+        if on_error not in ("stop", "skip"):
+            raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+        self.languages = set(languages) if languages else None
+        self.on_error = on_error
+        self.stats = stats
+        self.digests: dict[str, bytes] = {}
+
+    def check(self, passage: Passage) -> bool:
+        reason = None
+        digest = hashlib.blake2b(passage.text.encode("utf-8"), digest_size=8).digest()
+        if not passage.doc_id:
+            reason = "empty doc id"
+        elif not passage.text or not passage.text.strip():
+            reason = "empty text"
+        elif not passage.lang:
+            reason = "missing language"
+        elif self.languages is not None and passage.lang not in self.languages:
+            reason = f"unknown language {passage.lang!r}"
+        elif passage.doc_id in self.digests:
+            if self.digests[passage.doc_id] != digest:
+                reason = "duplicate doc id with a different text"
+            else:
+                return False  # an exact duplicate: written once
+        if reason is None:
+            self.digests[passage.doc_id] = digest
+            return True
+        if self.on_error == "stop":
+            raise DataError(f"passage {passage.doc_id!r}: {reason}")
+        self.stats.skip(passage.doc_id, reason)
+        return False
+
+
+def _blocks(passages: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
+    block: list[Passage] = []
+    for passage in passages:
+        block.append(passage)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def ingest(
+    passages: Iterable[Passage],
+    encoder,
+    store: VectorStore,
+    *,
+    block_size: int = 2048,
+    upsert_batch: int = 512,
+    queue_size: int = 2,
+    overlap: bool = True,
+    resume: bool = True,
+    on_error: str = "stop",
+    languages: Sequence[str] | None = None,
+    store_text: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> IngestStats:
+    """Encode passages and write them to the store's collection.
+
+    Args:
+        passages: any iterable (streamed; never materialised).
+        encoder: an ``Encoder`` (a ``CachedEncoder`` reuses cached embeddings).
+        store: the target collection; created for the encoder's dim and fingerprint if missing.
+        block_size: passages encoded per block (sorted by length inside a block).
+        upsert_batch: points per upsert request.
+        queue_size: encoded blocks that may wait for their upsert (bounds memory).
+        overlap: upsert in a background thread while the next block encodes.
+        resume: skip passages the collection already holds (one existence check per block).
+        on_error: ``"stop"`` raises DataError at the first bad record; ``"skip"`` counts and skips.
+        languages: allowed language codes (None: any).
+        store_text: keep the passage text in the payload.
+        progress: called with the number of passages handled after each block.
+
+    Returns:
+        IngestStats.
+    """
+    if block_size < 1 or upsert_batch < 1 or queue_size < 1:
+        raise ValueError("block_size, upsert_batch and queue_size must be positive")
+    start = time.perf_counter()
+    stats = IngestStats()
+    validator = _Validator(languages, on_error, stats)
+    tag = encoder_tag(encoder.fingerprint)
+    store.ensure_collection(CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint))
+
+    def write(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
+        for i in range(0, len(ids), upsert_batch):
+            store.upsert(ids[i : i + upsert_batch], vectors[i : i + upsert_batch], payloads[i : i + upsert_batch])
+        stats.upsert_seconds += time.perf_counter() - t0
+
+    pending: queue.Queue = queue.Queue(maxsize=queue_size)
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        while True:
+            item = pending.get()
+            if item is _DONE:
+                return
+            if failure:
+                continue  # drain after an error so the producer never blocks
+            try:
+                write(*item)
+            except BaseException as exc:  # re-raised in the caller's thread
+                failure.append(exc)
+
+    thread = threading.Thread(target=writer, name="hq-upsert", daemon=True) if overlap else None
+    if thread:
+        thread.start()
+    try:
+        for block in _blocks(passages, block_size):
+            stats.seen += len(block)
+            good = [p for p in block if validator.check(p)]
+            if resume and good:
+                stored = store.existing([p.doc_id for p in good])
+                stats.already_stored += len(stored)
+                good = [p for p in good if p.doc_id not in stored]
+            if good:
+                good.sort(key=lambda p: len(p.text))
+                t0 = time.perf_counter()
+                vectors = encoder.encode_passages([p.text for p in good])  # (n, dim)
+                stats.encode_seconds += time.perf_counter() - t0
+                item = ([p.doc_id for p in good], vectors, [payload_of(p, tag, store_text) for p in good])
+                if thread:
+                    if failure:
+                        break
+                    pending.put(item)
+                else:
+                    write(*item)
+                stats.encoded += len(good)
+            if progress:
+                progress(len(block))
+    finally:
+        if thread:
+            pending.put(_DONE)
+            thread.join()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, HQError):
+            raise exc
+        raise exc
+    stats.seconds = time.perf_counter() - start
+    logger.info(
+        "ingested %d passages (%d already stored, %d skipped) in %.1f s",
+        stats.encoded, stats.already_stored, sum(stats.skipped.values()), stats.seconds,
+    )
+    return stats

@@ -1,0 +1,139 @@
+"""The main jobs as library functions: ingest a benchmark's passages, evaluate an encoder on it.
+
+The CLI is a thin shell over these; they log, never print, never exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybrid_qdrant.embedding_cache import CachedEncoder
+from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.evaluation import EvalOptions, EvaluationResult, evaluate
+from hybrid_qdrant.ingest import IngestStats, ingest
+from hybrid_qdrant.types import Benchmark
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Where the collection lives.
+
+    Attributes:
+        location: embedded store directory, or ``:memory:``; ignored when ``url`` is given.
+        url: Qdrant server URL (http/https).
+        api_key: the server's API key (never logged).
+        collection: collection (or alias) name; None derives one from benchmark and model.
+        recreate: drop and re-create an existing collection (only when asked).
+        timeout: seconds per server request.
+        prefer_grpc: use gRPC for a server.
+        extra: further keyword options for ``open_store`` (quantization, HNSW, shards...).
+    """
+
+    location: str | None = None
+    url: str | None = None
+    api_key: str | None = None
+    collection: str | None = None
+    recreate: bool = False
+    timeout: float = 30.0
+    prefer_grpc: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_collection(benchmark: str, model: str, fingerprint: str) -> str:
+    """``{benchmark}-{model-slug}-{hash8}``: a different model or encoding gets its own collection."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(model.rstrip("/")).name or model).strip("-").lower()[:40]
+    return f"{benchmark}-{slug}-{hashlib.sha1(fingerprint.encode()).hexdigest()[:8]}"
+
+
+def build_encoder(settings: EncoderSettings, cache_dir: str | Path | None = None, use_cache: bool = True):
+    """A sentence-transformers encoder, wrapped in the embedding cache unless disabled."""
+    encoder = SentenceTransformerEncoder(settings)
+    return CachedEncoder(encoder, root=cache_dir) if use_cache else encoder
+
+
+def open_collection(store_options: StoreOptions, name: str):
+    """Open the store for a collection name (see ``hybrid_qdrant.store.open_store``)."""
+    from hybrid_qdrant.store import open_store
+
+    return open_store(
+        location=store_options.location,
+        url=store_options.url,
+        api_key=store_options.api_key,
+        collection=name,
+        recreate=store_options.recreate,
+        timeout=store_options.timeout,
+        prefer_grpc=store_options.prefer_grpc,
+        **store_options.extra,
+    )
+
+
+def ingest_benchmark(
+    benchmark: Benchmark,
+    encoder,
+    store,
+    on_error: str = "stop",
+    progress: Callable[[int], None] | None = None,
+    **kwargs: Any,
+) -> IngestStats:
+    """Write the benchmark's passages (resuming a partial collection; complete ones cost one count)."""
+    return ingest(benchmark.passages, encoder, store, on_error=on_error, languages=benchmark.languages,
+                  progress=progress, **kwargs)
+
+
+@dataclass
+class EvaluationRun:
+    """What ``run_evaluation`` produced."""
+
+    result: EvaluationResult
+    collection: str
+    ingest: IngestStats | None
+    timings: dict[str, float]
+
+
+def run_evaluation(
+    benchmark: Benchmark,
+    encoder,
+    store,
+    collection: str,
+    options: EvalOptions | None = None,
+    ingest_progress: Callable[[int], None] | None = None,
+    slice_progress: Callable[[Any], None] | None = None,
+) -> EvaluationRun:
+    """Ingest the passages when the collection is missing or incomplete, encode queries, evaluate.
+
+    Args:
+        benchmark: the loaded benchmark.
+        encoder: an ``Encoder`` (cached or not).
+        store: the opened store for ``collection``.
+        collection: its name (for the report).
+        options: EvalOptions.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    stats = None
+    stored = store.count() if store.exists() else 0
+    if stored < len(benchmark.passages):
+        logger.info("collection %s holds %d of %d passages: ingesting", collection, stored, len(benchmark.passages))
+        stats = ingest_benchmark(benchmark, encoder, store, progress=ingest_progress)
+    else:
+        from hybrid_qdrant.store.base import CollectionSpec
+
+        store.ensure_collection(CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint))
+    timings["ingest"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    query_vectors = encoder.encode_queries([q.text for q in benchmark.queries])  # (n_queries, dim)
+    timings["encode_queries"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    result = evaluate(benchmark, query_vectors, store, options, progress=slice_progress)
+    timings["retrieve_and_score"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    return EvaluationRun(result, collection, stats, timings)
