@@ -19,6 +19,7 @@ alike (see ``metrics``).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -97,8 +98,11 @@ class SliceResult:
     seconds: float = 0.0
 
     def mean(self, metric: str) -> float | None:
-        values = [v[metric] for v in self.per_query.values() if metric in v and v[metric] is not None]
-        return float(np.mean(values)) if values else None
+        """Mean over the slice's queries (NaN values skipped); None when nothing is defined."""
+        if not self.per_query or metric not in next(iter(self.per_query.values())):
+            return None
+        value = M.mean(self.per_query, metric)
+        return None if math.isnan(value) else value
 
 
 @dataclass
@@ -167,24 +171,40 @@ class _StoreVectors:
 
     def __init__(self, store) -> None:
         self.store = store
-        self._by_lang: dict[str | None, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
+        self._by_lang: dict[str | None, tuple[list[str], np.ndarray, dict[str, int]]] = {}
 
-    def get(self, lang: str | None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    def get(self, lang: str | None) -> tuple[list[str], np.ndarray, dict[str, int]]:
         if lang not in self._by_lang:
             doc_ids, vectors = self.store.vectors(lang)
-            ids = np.asarray(doc_ids, dtype=object)
-            self._by_lang[lang] = (ids, np.ascontiguousarray(vectors, dtype=np.float32),
-                                   {d: i for i, d in enumerate(doc_ids)})
+            # sorted by doc id, so that the column index is the tie-break order
+            order = sorted(range(len(doc_ids)), key=doc_ids.__getitem__)
+            ids = [doc_ids[i] for i in order]
+            matrix = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[order])
+            self._by_lang[lang] = (ids, matrix, {d: i for i, d in enumerate(ids)})
         return self._by_lang[lang]
 
 
 def _exact_ranks(
-    qvecs: np.ndarray, qids: Sequence[str], qrels: Qrels, vectors: _StoreVectors, lang: str | None
+    qvecs: np.ndarray,
+    qids: Sequence[str],
+    qrels: Qrels,
+    vectors: _StoreVectors,
+    lang: str | None,
+    chunk: int = 2048,
 ) -> dict[str, dict[str, int]]:
     """Exact 1-based ranks of each query's relevant passages among all passages of the slice."""
     doc_ids, matrix, position = vectors.get(lang)
-    relevant = [[position[d] for d in qrels[q] if d in position] for q in qids]
-    return M.ranks_from_scores(qvecs, matrix, doc_ids, relevant, qids)
+    rel_lists = [[position[d] for d in qrels[q] if d in position] for q in qids]
+    relevant = np.full((len(qids), max(1, *map(len, rel_lists))), -1, dtype=np.int64)
+    for i, cols in enumerate(rel_lists):
+        relevant[i, : len(cols)] = cols
+    ranks: dict[str, dict[str, int]] = {}
+    for start in range(0, len(qids), chunk):
+        stop = start + chunk
+        scores = qvecs[start:stop] @ matrix.T  # (chunk, n_docs)
+        block = M.ranks_from_scores(scores, relevant[start:stop])  # columns are in doc-id order
+        ranks.update(M.ranks_to_dict(block, relevant[start:stop], qids[start:stop], doc_ids))
+    return ranks
 
 
 def _qdrant_ranks(
