@@ -47,6 +47,7 @@ __all__ = [
     "rank_distance",
     "ranks_from_run",
     "ranks_from_scores",
+    "ranks_from_vectors",
     "ranks_to_dict",
     "recall",
     "reciprocal_rank",
@@ -411,8 +412,21 @@ def relevant_indices(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_indices(relevant: np.ndarray, n_queries: int, n_docs: int) -> np.ndarray:
-    relevant = np.asarray(relevant)
+def _pad_ragged(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Ragged per-row index lists as an int64 (n_rows, max length) array padded with -1."""
+    lengths = [len(row) for row in rows]
+    out = np.full((len(rows), max(lengths, default=0)), -1, dtype=np.int64)
+    for i, row in enumerate(rows):
+        if len(row):
+            out[i, : len(row)] = np.asarray(row, dtype=np.int64)
+    return out
+
+
+def _check_indices(relevant: np.ndarray | Sequence[Sequence[int]], n_queries: int, n_docs: int) -> np.ndarray:
+    if not isinstance(relevant, np.ndarray):
+        if len(relevant) != n_queries:
+            raise ValueError(f"relevant has {len(relevant)} rows for {n_queries} queries")
+        relevant = _pad_ragged(relevant)
     if relevant.dtype == np.bool_:
         if relevant.shape != (n_queries, n_docs):
             raise ValueError(f"relevant mask must have shape {(n_queries, n_docs)}, got {relevant.shape}")
@@ -439,9 +453,38 @@ def _count_true(block: np.ndarray) -> np.ndarray:
     return np.count_nonzero(block, axis=-1).astype(np.int64)  # pragma: no cover
 
 
+def _rank_chunk_size(chunk_size: int | None, n_rel: int, width: int) -> int:
+    if chunk_size is None:
+        return max(1, _BLOCK_ELEMENTS // (max(n_rel, 1) * width))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _rank_block(block: np.ndarray, idx: np.ndarray, doc_order: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """Ranks for one chunk of rows: block (c, n_docs) scores, idx (c, r) indices padded with -1."""
+    if np.isnan(block).any():
+        raise ValueError("scores must not be NaN")
+    n_docs = block.shape[1]
+    rows = buffer[: block.shape[0]]  # (c, width); the NaN padding compares False with everything
+    rows[:, :n_docs] = block
+    valid = idx >= 0
+    own = np.take_along_axis(block, np.where(valid, idx, 0), axis=1)  # (c, r)
+    own = np.where(valid, own, np.nan)  # padding counts 0 everywhere
+    greater = _count_true(rows[:, None, :] > own[:, :, None])  # (c, r)
+    at_least = _count_true(rows[:, None, :] >= own[:, :, None])  # (c, r), includes itself
+    ranks = greater + 1
+    tied_i, tied_j = np.nonzero(at_least - greater > 1)
+    if tied_i.size:  # exact ties: add the tied docs whose id sorts first
+        equal = block[tied_i] == own[tied_i, tied_j][:, None]  # (m, n_docs)
+        earlier = doc_order[None, :] < doc_order[idx[tied_i, tied_j]][:, None]  # (m, n_docs)
+        ranks[tied_i, tied_j] += np.count_nonzero(equal & earlier, axis=1)
+    return np.where(valid, ranks, 0)
+
+
 def ranks_from_scores(
     scores: np.ndarray,
-    relevant: np.ndarray,
+    relevant: np.ndarray | Sequence[Sequence[int]],
     doc_ids: Sequence[str] | np.ndarray | None = None,
     *,
     chunk_size: int | None = None,
@@ -453,10 +496,11 @@ def ranks_from_scores(
 
     Args:
         scores: (n_queries, n_docs) real scores, no NaN.
-        relevant: boolean mask (n_queries, n_docs), or integer column indices (n_queries, r) padded
-            with -1 for rows with fewer relevant items. A mask is read as ``relevant_indices(mask)``.
+        relevant: boolean mask (n_queries, n_docs); or integer column indices (n_queries, r) padded
+            with -1; or one sequence of column indices per row (ragged). A mask is read as
+            ``relevant_indices(mask)``.
         doc_ids: the id of each column, for the tie-break; None breaks ties by column index.
-        chunk_size: rows per chunk; None picks one that keeps a comparison block near 4M elements.
+        chunk_size: rows per chunk; None keeps a (rows, r, n_docs) comparison block near 4M elements.
 
     Returns:
         int64 array (n_queries, r): ranks aligned with the (padded) relevant indices, 0 at padding.
@@ -464,41 +508,61 @@ def ranks_from_scores(
     scores = _float_scores(scores)
     n_queries, n_docs = scores.shape
     indices = _check_indices(relevant, n_queries, n_docs)
-    n_rel = indices.shape[1]
     doc_order = _doc_order(doc_ids, n_docs)
-    out = np.zeros((n_queries, n_rel), dtype=np.int64)
-    if n_queries == 0 or n_rel == 0:
+    out = np.zeros(indices.shape, dtype=np.int64)
+    if n_queries == 0 or indices.shape[1] == 0:
         return out
-
     width = n_docs + (-n_docs) % 8  # pad columns so a row of bools views as uint64 words
-    if chunk_size is None:
-        chunk_size = max(1, _BLOCK_ELEMENTS // (n_rel * width))
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    # NaN padding compares False with everything, so it never counts.
+    chunk_size = _rank_chunk_size(chunk_size, indices.shape[1], width)
     buffer = np.full((min(chunk_size, n_queries), width), np.nan, dtype=scores.dtype)
-
     for start in range(0, n_queries, chunk_size):
         stop = min(start + chunk_size, n_queries)
-        block = scores[start:stop]  # (c, n_docs)
-        if np.isnan(block).any():
-            raise ValueError("scores must not be NaN")
-        rows = buffer[: stop - start]  # (c, width)
-        rows[:, :n_docs] = block
-        idx = indices[start:stop]  # (c, r)
-        valid = idx >= 0
-        own = np.take_along_axis(block, np.where(valid, idx, 0), axis=1)  # (c, r)
-        own = np.where(valid, own, np.nan)  # padding: counts 0 everywhere
-        greater = _count_true(rows[:, None, :] > own[:, :, None])  # (c, r)
-        at_least = _count_true(rows[:, None, :] >= own[:, :, None])  # (c, r), includes itself
-        ranks = greater + 1
-        tied_i, tied_j = np.nonzero(at_least - greater > 1)
-        if tied_i.size:  # exact ties: add the tied docs whose id sorts first
-            equal = block[tied_i] == own[tied_i, tied_j][:, None]  # (m, n_docs)
-            earlier = doc_order[None, :] < doc_order[idx[tied_i, tied_j]][:, None]  # (m, n_docs)
-            ranks[tied_i, tied_j] += np.count_nonzero(equal & earlier, axis=1)
-        out[start:stop] = np.where(valid, ranks, 0)
+        out[start:stop] = _rank_block(scores[start:stop], indices[start:stop], doc_order, buffer)
     return out
+
+
+def ranks_from_vectors(
+    query_vectors: np.ndarray,
+    doc_vectors: np.ndarray,
+    doc_ids: Sequence[str] | np.ndarray,
+    relevant: np.ndarray | Sequence[Sequence[int]],
+    query_ids: Sequence[str],
+    *,
+    chunk_size: int | None = None,
+) -> Ranks:
+    """Exact ranks by dot product, scoring a chunk of queries at a time (no full score matrix).
+
+    Args:
+        query_vectors: (n_queries, dim); doc_vectors: (n_docs, dim). Normalised vectors make the dot
+            product the cosine similarity.
+        doc_ids: the id of each doc vector (tie-break and output keys).
+        relevant: per query, the relevant rows of ``doc_vectors`` (as in ``ranks_from_scores``).
+        query_ids: the id of each query vector.
+        chunk_size: queries per chunk; None as in ``ranks_from_scores``.
+
+    Returns:
+        ``{qid: {doc_id: rank}}`` with every relevant item ranked among all docs.
+    """
+    queries, docs = np.asarray(query_vectors), np.asarray(doc_vectors)
+    if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
+        raise ValueError(f"vectors must be (n, dim) with one dim, got {queries.shape} and {docs.shape}")
+    if len(query_ids) != queries.shape[0]:
+        raise ValueError(f"{len(query_ids)} query ids for {queries.shape[0]} query vectors")
+    n_queries, n_docs = queries.shape[0], docs.shape[0]
+    indices = _check_indices(relevant, n_queries, n_docs)
+    doc_order = _doc_order(doc_ids, n_docs)
+    ranks = np.zeros(indices.shape, dtype=np.int64)
+    if n_queries and indices.shape[1]:
+        dtype = np.result_type(queries.dtype, docs.dtype, np.float32)
+        width = n_docs + (-n_docs) % 8
+        chunk_size = _rank_chunk_size(chunk_size, indices.shape[1], width)
+        buffer = np.full((min(chunk_size, n_queries), width), np.nan, dtype=dtype)
+        docs_t = docs.astype(dtype, copy=False).T  # (dim, n_docs)
+        for start in range(0, n_queries, chunk_size):
+            stop = min(start + chunk_size, n_queries)
+            block = queries[start:stop].astype(dtype, copy=False) @ docs_t  # (c, n_docs)
+            ranks[start:stop] = _rank_block(block, indices[start:stop], doc_order, buffer)
+    return ranks_to_dict(ranks, indices, query_ids, doc_ids)
 
 
 def top_k_from_scores(
@@ -557,7 +621,10 @@ def top_k_from_scores(
 
 
 def ranks_to_dict(
-    ranks: np.ndarray, relevant: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str]
+    ranks: np.ndarray,
+    relevant: np.ndarray | Sequence[Sequence[int]],
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str] | np.ndarray,
 ) -> Ranks:
     """Dict form of ``ranks_from_scores`` output, for ``evaluate_ranks``.
 
@@ -570,20 +637,22 @@ def ranks_to_dict(
     indices = _check_indices(relevant, len(query_ids), len(doc_ids))
     if ranks.shape != indices.shape:
         raise ValueError(f"ranks shape {ranks.shape} does not match relevant indices {indices.shape}")
+    ids = [str(d) for d in doc_ids]
     out: Ranks = {}
     for qid, row_idx, row_ranks in zip(query_ids, indices.tolist(), ranks.tolist(), strict=True):
-        out[qid] = {doc_ids[j]: r for j, r in zip(row_idx, row_ranks, strict=True) if j >= 0 and r > 0}
+        out[qid] = {ids[j]: r for j, r in zip(row_idx, row_ranks, strict=True) if j >= 0 and r > 0}
     return out
 
 
 def top_k_to_run(
-    indices: np.ndarray, values: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str]
+    indices: np.ndarray, values: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str] | np.ndarray
 ) -> Run:
     """A BEIR run from ``top_k_from_scores`` output: ``{qid: {doc_id: score}}``."""
     indices, values = np.asarray(indices), np.asarray(values)
     if indices.shape != values.shape or indices.ndim != 2 or indices.shape[0] != len(query_ids):
         raise ValueError("indices and values must both be (len(query_ids), k)")
+    ids = [str(d) for d in doc_ids]
     return {
-        qid: {doc_ids[j]: float(v) for j, v in zip(row_idx, row_vals, strict=True)}
+        qid: {ids[j]: float(v) for j, v in zip(row_idx, row_vals, strict=True)}
         for qid, row_idx, row_vals in zip(query_ids, indices.tolist(), values.tolist(), strict=True)
     }
