@@ -1,0 +1,1 @@
+"""Benchmark loaders: LAReQA (XQuAD-R, MLQA-R)."""
