@@ -1,1 +1,1 @@
-"""Benchmark loaders: LAReQA (XQuAD-R, MLQA-R)."""
+"""Benchmark loaders: LAReQA (XQuAD-R, MLQA-R) and BEIR-format folders with ``lang``."""
