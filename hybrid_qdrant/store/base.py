@@ -6,7 +6,7 @@ Only the adapter modules in this package import a Qdrant library; nothing outsid
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,8 +76,12 @@ class VectorStore(Protocol):
         - ``count`` counts points, optionally of one language.
     """
 
-    def ensure_collection(self, spec: CollectionSpec) -> bool:
-        """Create the collection for ``spec`` or check an existing one; True if it was created."""
+    def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> bool:
+        """Create the collection for ``spec`` or check an existing one; True if it was created.
+
+        An existing collection whose dim, distance, vector name or encoder fingerprint differs raises
+        ``StoreError``; ``recreate=True`` drops and re-creates it instead.
+        """
         ...
 
     def upsert(self, doc_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
@@ -97,3 +101,77 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Release the client or the embedded shard (and its directory lock)."""
         ...
+
+
+@runtime_checkable
+class ManagedStore(VectorStore, Protocol):
+    """A ``VectorStore`` that also reads points back and manages collections and aliases.
+
+    Both engines (``EdgeStore``: embedded, ``ServerStore``: a Qdrant server or qdrant-client's local
+    mode) implement it. The store is bound to ``collection`` (a collection or an alias name); the
+    collection-level methods take explicit names.
+    """
+
+    collection: str
+
+    def exists(self) -> bool:
+        """Whether the store's collection (or the collection its alias points to) exists."""
+        ...
+
+    def spec(self) -> CollectionSpec | None:
+        """The spec of the existing collection, None if it does not exist."""
+        ...
+
+    def existing(self, doc_ids: Iterable[str]) -> set[str]:
+        """Which of these doc ids are stored (for resumable ingestion)."""
+        ...
+
+    def doc_ids(self, lang: str | None = None) -> set[str]:
+        """All stored doc ids, optionally of one language."""
+        ...
+
+    def iter_records(
+        self, lang: str | None = None, with_vectors: bool = True, batch: int = 1000
+    ) -> Iterator[StoreRecord]:
+        """Scroll the points (vector: (dim,) float32, or empty when ``with_vectors=False``)."""
+        ...
+
+    def vectors(self, lang: str | None = None) -> tuple[list[str], np.ndarray]:
+        """Doc ids and their stored vectors ((n, dim) float32; cosine vectors come back normalised)."""
+        ...
+
+    def collections(self) -> list[str]:
+        """Names of all collections at this location or server."""
+        ...
+
+    def delete_collection(self, name: str) -> bool:
+        """Drop a collection by name; True if it existed. Refuses while an alias points to it."""
+        ...
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` atomically (creating or switching it)."""
+        ...
+
+    def delete_alias(self, alias: str) -> bool:
+        """Remove an alias (its collection stays); True if it existed."""
+        ...
+
+    def aliases(self) -> dict[str, str]:
+        """All aliases: alias -> collection."""
+        ...
+
+    def resolve(self, name: str) -> str:
+        """The collection an alias points to, or ``name`` itself."""
+        ...
+
+    def next_version(self, base: str) -> str:
+        """The next free versioned name ``{base}_v{n}`` for a zero-downtime re-index."""
+        ...
+
+    def for_collection(self, name: str) -> ManagedStore:
+        """A store for another collection at the same location / on the same connection."""
+        ...
+
+    def __enter__(self) -> ManagedStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...

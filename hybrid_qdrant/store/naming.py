@@ -1,0 +1,31 @@
+"""Collection and alias names: validation and versioned names for zero-downtime re-indexing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+_VERSION = re.compile(r"^(?P<base>.+)_v(?P<n>\d+)$")
+
+
+def validate_name(name: str, what: str = "collection") -> str:
+    """Return ``name`` if it is a valid collection / alias name (also a safe directory name)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in {".", ".."}:
+        raise ValueError(
+            f"invalid {what} name {name!r}: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def versioned_name(base: str, n: int) -> str:
+    """``{base}_v{n}``."""
+    return f"{validate_name(base)}_v{n}"
+
+
+def next_version(base: str, existing: Iterable[str]) -> str:
+    """The first ``{base}_v{n}`` above every version of ``base`` in ``existing`` (starting at 1)."""
+    validate_name(base)
+    taken = [int(m["n"]) for name in existing if (m := _VERSION.match(name)) and m["base"] == base]
+    return versioned_name(base, max(taken, default=0) + 1)

@@ -1,0 +1,785 @@
+"""A collection on a Qdrant server through qdrant-client: the only module that imports ``qdrant_client``.
+
+Engines:
+    ``server``: a Qdrant server or cluster by URL (http/https, optional gRPC, API key).
+    ``client-local``: qdrant-client's local mode (``path`` or ``:memory:``). Slow on filtered search, but
+    it runs this module's code path (collection checks, aliases, idempotent upserts) without Docker.
+
+Encoder fingerprint: kept in the collection's metadata (``hq_encoder``; Qdrant >= 1.16 and local mode).
+On older servers it is read from the ``ENCODER_KEY`` payload field of a sample point, where ingestion
+writes the fingerprint's ``encoder_tag`` (and ``upsert`` adds it when a payload lacks it).
+
+The API key never appears in a message, repr or log line: it is held as a ``Secret``, every client
+exception is translated into a one-line ``StoreError`` (scrubbed of the key, original suppressed), and
+retries log only the exception type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import math
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from hybrid_qdrant.errors import StoreError
+from hybrid_qdrant.store.base import (
+    DOC_ID_KEY,
+    ENCODER_KEY,
+    LANG_KEY,
+    CollectionSpec,
+    Hit,
+    StoreRecord,
+    point_id,
+)
+from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
+from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
+from hybrid_qdrant.store.connection import API_KEY_ENV, Secret, redact_url, scrub, validate_url
+from hybrid_qdrant.store.naming import next_version, validate_name
+from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, sorted_hits, stored_payload
+from hybrid_qdrant.store.retry import call_with_retries
+
+try:
+    import grpc
+except ImportError:  # pragma: no cover - grpcio comes with qdrant-client
+    grpc = None
+
+logger = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+#: Collection metadata keys.
+META_ENCODER = "hq_encoder"
+META_CREATED = "hq_created"
+#: Oldest server with the Query API and tenant keyword indexes.
+MIN_SERVER = (1, 11)
+#: First server version with collection metadata.
+METADATA_SERVER = (1, 16)
+
+_DISTANCES = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
+_TRANSIENT_STATUS = {429, 502, 503, 504}
+_GRPC_STATUS = {
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+class ServerStore:
+    """A collection on a Qdrant server or in qdrant-client's local mode (implements ``ManagedStore``).
+
+    Build one with ``ServerStore.connect`` (server) or ``ServerStore.local``; ``open_store`` does.
+
+    Args:
+        upsert_batch: points per upsert request.
+        query_batch: queries per ``query_batch_points`` request.
+        hnsw_ef: HNSW beam width for approximate searches (``exact=False``).
+        retries: extra attempts after a transient failure (server engine).
+        backoff: first retry delay in seconds, doubled each time.
+    """
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        *,
+        engine: str,
+        where: str,
+        secret: Secret | None = None,
+        recreate: bool = False,
+        upsert_batch: int = 256,
+        query_batch: int = 64,
+        hnsw_ef: int | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        create: CollectionOptions | None = None,
+        metadata: bool = True,
+        owns_client: bool = True,
+    ) -> None:
+        if upsert_batch < 1 or query_batch < 1 or retries < 0 or backoff < 0:
+            raise ValueError("upsert_batch and query_batch must be positive, retries and backoff >= 0")
+        self._client = client
+        self.collection = validate_name(collection)
+        self.engine = engine
+        self._where = where
+        self._secret = secret
+        self.upsert_batch = upsert_batch
+        self.query_batch = query_batch
+        self.hnsw_ef = hnsw_ef
+        self.retries = retries
+        self.backoff = backoff
+        self.create_options = create or CollectionOptions()
+        self._metadata = metadata
+        self._owns_client = owns_client
+        self._lock = threading.RLock() if engine == "client-local" else contextlib.nullcontext()
+        self._spec: CollectionSpec | None = None
+        self._spec_of: str | None = None
+        self._pending_target: str | None = None  # alias target dropped by recreate, to re-point the alias
+        self._closed = False
+        if recreate:
+            self._recreate_drop()
+
+    # ----------------------------------------------------------------- constructors
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        collection: str,
+        *,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        grpc_port: int = 6334,
+        timeout: float = 30.0,
+        **options: Any,
+    ) -> ServerStore:
+        """Connect to a server, check it is reachable, accepts the key and is recent enough."""
+        validate_url(url)
+        where = redact_url(url)
+        secret = Secret(api_key) if api_key else None
+        host = urlsplit(url).hostname
+        if secret and url.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
+            logger.warning("sending the API key to %s over plain http; use https", where)
+        create, rest = _split_create_options(options)
+        recreate = bool(rest.pop("recreate", False))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the insecure-key warning is logged above
+                client = QdrantClient(
+                    url=url,
+                    api_key=api_key,
+                    prefer_grpc=prefer_grpc,
+                    grpc_port=grpc_port,
+                    timeout=max(1, math.ceil(timeout)),
+                    check_compatibility=False,
+                )
+        except Exception as exc:
+            raise StoreError(
+                scrub(f"cannot set up a client for {where}: {_first_line(exc)}", secret)
+            ) from None
+        store = cls(client, collection, engine="server", where=where, secret=secret, create=create, **rest)
+        try:
+            store._handshake()
+            if recreate:
+                store._recreate_drop()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def local(cls, location: str | Path, collection: str, **options: Any) -> ServerStore:
+        """qdrant-client's local mode at a directory, or ``:memory:``."""
+        location = str(location)
+        create, rest = _split_create_options(options)
+        if location == MEMORY:
+            client = QdrantClient(location=MEMORY)
+        else:
+            path = Path(location)
+            if (path / "catalog.json").exists():
+                raise StoreError(f"{path} holds an embedded (edge) store; open it with engine='edge'")
+            path.mkdir(parents=True, exist_ok=True)
+            try:
+                client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
+            except RuntimeError as exc:
+                if "already accessed" in str(exc):
+                    raise StoreError(f"the local store at {path} is open in another process") from None
+                raise StoreError(f"cannot open the local store at {path}: {_first_line(exc)}") from None
+        return cls(client, collection, engine="client-local", where=location, create=create, **rest)
+
+    # ----------------------------------------------------------------- collection life cycle
+
+    def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> bool:
+        """Create the collection for ``spec`` or check an existing one; True if it was created."""
+        validate_spec(spec)
+        self._check_open()
+        if recreate:
+            self._recreate_drop()
+        name = self._target()
+        if name in self.collections():
+            info = self._call("reading collection", self._client.get_collection, name)
+            existing = self._spec_from_info(name, info, spec.vector_name)
+            check_spec(self.collection, existing, spec)
+            self._ensure_lang_index(name, info)
+            self._remember(
+                name,
+                CollectionSpec(spec.dim, spec.distance, spec.vector_name, existing.encoder or spec.encoder),
+            )
+            return False
+        self._create(name, spec)
+        return True
+
+    def exists(self) -> bool:
+        """Whether the collection (or its alias target) exists."""
+        return self._target() in self.collections()
+
+    def spec(self) -> CollectionSpec | None:
+        """The spec of the existing collection, None if it does not exist."""
+        name = self._target()
+        if name not in self.collections():
+            return None
+        info = self._call("reading collection", self._client.get_collection, name)
+        return self._spec_from_info(name, info, self._spec.vector_name if self._spec else "")
+
+    def collections(self) -> list[str]:
+        """Collection names on the server."""
+        response = self._call("listing collections", self._client.get_collections)
+        return sorted(c.name for c in response.collections)
+
+    def delete_collection(self, name: str) -> bool:
+        """Drop a collection (explicitly, by name); refuses aliases and alias targets."""
+        validate_name(name)
+        aliases = self.aliases()
+        if name in aliases:
+            raise StoreError(
+                f"'{name}' is an alias of '{aliases[name]}'; delete the alias or name the collection"
+            )
+        users = sorted(a for a, target in aliases.items() if target == name)
+        if users:
+            raise StoreError(
+                f"collection '{name}' is the target of alias '{users[0]}'; switch or delete the alias first"
+            )
+        return self._drop(name)
+
+    def next_version(self, base: str) -> str:
+        """The next free ``{base}_v{n}``."""
+        return next_version(base, self.collections())
+
+    def for_collection(self, name: str) -> ServerStore:
+        """A store on another collection over the same connection (valid while this one is open)."""
+        store = ServerStore(
+            self._client,
+            name,
+            engine=self.engine,
+            where=self._where,
+            secret=self._secret,
+            upsert_batch=self.upsert_batch,
+            query_batch=self.query_batch,
+            hnsw_ef=self.hnsw_ef,
+            retries=self.retries,
+            backoff=self.backoff,
+            create=self.create_options,
+            metadata=self._metadata,
+            owns_client=False,
+        )
+        store._lock = self._lock
+        return store
+
+    # ----------------------------------------------------------------- aliases
+
+    def aliases(self) -> dict[str, str]:
+        """alias -> collection."""
+        response = self._call("listing aliases", self._client.get_aliases)
+        return {a.alias_name: a.collection_name for a in response.aliases}
+
+    def resolve(self, name: str) -> str:
+        """The collection an alias points to, or ``name``."""
+        return self.aliases().get(name, name)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` in one atomic server call (delete + create)."""
+        validate_name(alias, "alias")
+        validate_name(collection)
+        names = self.collections()
+        if alias in names:
+            raise StoreError(f"cannot create alias '{alias}': a collection has that name")
+        if collection not in names:
+            raise StoreError(
+                f"cannot point alias '{alias}' at '{collection}': no such collection at {self._where}"
+            )
+        old = self.aliases().get(alias)
+        ops: list[Any] = []
+        if old is not None:
+            ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+        ops.append(
+            qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=collection, alias_name=alias))
+        )
+        self._call("switching alias", self._client.update_collection_aliases, change_aliases_operations=ops)
+        logger.info("alias %s -> %s (was %s)", alias, collection, old)
+
+    def delete_alias(self, alias: str) -> bool:
+        """Remove an alias; its collection stays."""
+        if alias not in self.aliases():
+            return False
+        op = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
+        self._call("deleting alias", self._client.update_collection_aliases, change_aliases_operations=[op])
+        return True
+
+    # ----------------------------------------------------------------- data
+
+    def upsert(self, doc_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        """Write points (vectors: (n, dim) float32) with ``wait=True``; idempotent, retried when transient."""
+        name, spec = self._attach()
+        ids = list(doc_ids)
+        rows = check_matrix(vectors, spec.dim)  # (n, dim)
+        payloads = list(payloads)
+        if not len(ids) == len(rows) == len(payloads):
+            raise ValueError(f"upsert got {len(ids)} doc ids, {len(rows)} vectors, {len(payloads)} payloads")
+        tag = encoder_tag(spec.encoder) if spec.encoder else None
+        for start in range(0, len(ids), self.upsert_batch):
+            end = start + self.upsert_batch
+            chunk = rows[start:end].tolist()
+            batch = qm.Batch(
+                ids=[point_id(check_doc_id(d)) for d in ids[start:end]],
+                vectors={spec.vector_name: chunk} if spec.vector_name else chunk,
+                payloads=[
+                    stored_payload(d, p, tag)
+                    for d, p in zip(ids[start:end], payloads[start:end], strict=True)
+                ],
+            )
+            self._call("upsert", self._client.upsert, name, points=batch, wait=True, retry=True)
+
+    def search(
+        self, vectors: np.ndarray, limit: int, lang: str | None = None, exact: bool = True
+    ) -> list[list[Hit]]:
+        """Nearest neighbours per query row, sorted by score descending (ties: doc id)."""
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        name, spec = self._attach()
+        queries = check_matrix(vectors, spec.dim, "query vectors")  # (n, dim)
+        params = qm.SearchParams(exact=True) if exact else qm.SearchParams(hnsw_ef=self.hnsw_ef, exact=False)
+        if self.engine == "client-local":
+            params = None  # local mode always searches exhaustively (and warns about params)
+        flt = _lang_filter(lang)
+        negate = spec.distance == "euclid"
+        out: list[list[Hit]] = []
+        for start in range(0, len(queries), self.query_batch):
+            requests = [
+                qm.QueryRequest(
+                    query=row,
+                    using=spec.vector_name or None,
+                    filter=flt,
+                    params=params,
+                    limit=limit,
+                    with_payload=[DOC_ID_KEY],
+                )
+                for row in queries[start : start + self.query_batch].tolist()
+            ]
+            responses = self._call(
+                "search", self._client.query_batch_points, name, requests=requests, retry=True
+            )
+            out.extend(sorted_hits(r.points, negate) for r in responses)
+        return out
+
+    def count(self, lang: str | None = None) -> int:
+        """Number of points, optionally of one language (exact)."""
+        name, _ = self._attach()
+        result = self._call(
+            "count", self._client.count, name, count_filter=_lang_filter(lang), exact=True, retry=True
+        )
+        return int(result.count)
+
+    def iter_records(
+        self, lang: str | None = None, with_vectors: bool = True, batch: int = 1000
+    ) -> Iterator[StoreRecord]:
+        """Scroll every point (optionally of one language) with its full payload."""
+        _, spec = self._attach()
+        for record in self._scroll(lang, with_vectors, True, batch):
+            payload = dict(record.payload or {})
+            vector = _record_vector(record, spec.vector_name) if with_vectors else np.empty(0, np.float32)
+            yield StoreRecord(record_doc_id(record), vector, payload)
+
+    def vectors(self, lang: str | None = None) -> tuple[list[str], np.ndarray]:
+        """Doc ids and stored vectors ((n, dim) float32) for exact reference scoring."""
+        _, spec = self._attach()
+        doc_ids: list[str] = []
+        rows: list[np.ndarray] = []
+        for record in self._scroll(lang, True, [DOC_ID_KEY], 1000):
+            doc_ids.append(record_doc_id(record))
+            rows.append(_record_vector(record, spec.vector_name))
+        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), spec.dim)  # (n, dim)
+        return doc_ids, matrix
+
+    def doc_ids(self, lang: str | None = None) -> set[str]:
+        """All stored doc ids, optionally of one language."""
+        return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 2000)}
+
+    def existing(self, doc_ids: Iterable[str]) -> set[str]:
+        """Which of these doc ids are already stored."""
+        name, _ = self._attach()
+        by_point = {point_id(d): d for d in doc_ids}
+        pids = list(by_point)
+        found: set[str] = set()
+        for start in range(0, len(pids), 1000):
+            records = self._call(
+                "retrieve",
+                self._client.retrieve,
+                name,
+                ids=pids[start : start + 1000],
+                with_payload=False,
+                with_vectors=False,
+                retry=True,
+            )
+            found.update(by_point[str(r.id)] for r in records)
+        return found
+
+    # ----------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Close the client (a ``for_collection`` store leaves the shared client open)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def __enter__(self) -> ServerStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        key = "'***'" if self._secret else "None"
+        return (
+            f"ServerStore(engine={self.engine!r}, at={self._where!r}, collection={self.collection!r}, "
+            f"api_key={key})"
+        )
+
+    # ----------------------------------------------------------------- internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store for collection '{self.collection}' is closed")
+
+    def _handshake(self) -> None:
+        """Reachable, recent enough, and the key accepted (one-line StoreError otherwise)."""
+        version = self._call("connecting", self._client.info).version
+        parsed = _parse_version(version)
+        if parsed is None:
+            logger.warning(
+                "Qdrant at %s reports version %r; cannot check compatibility", self._where, version
+            )
+        elif parsed[0] != 1 or parsed < MIN_SERVER:
+            raise StoreError(
+                f"Qdrant at {self._where} is version {version}; hybrid-qdrant needs 1.x, "
+                f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or newer"
+            )
+        else:
+            client = _parse_version(importlib.metadata.version("qdrant-client"))
+            if client and abs(client[1] - parsed[1]) > 1:
+                logger.warning(
+                    "qdrant-client %d.%d and Qdrant %s are more than one minor version apart",
+                    client[0],
+                    client[1],
+                    version,
+                )
+        self._metadata = parsed is None or parsed >= METADATA_SERVER
+        self.collections()  # the root endpoint may be public: this call checks the key
+
+    def _target(self) -> str:
+        name = self.resolve(self.collection)
+        if name == self.collection and self._pending_target:
+            return self._pending_target
+        return name
+
+    def _attach(self) -> tuple[str, CollectionSpec]:
+        """The target collection and its spec (read from the server once per target)."""
+        self._check_open()
+        name = self._target()
+        if self._spec is not None and self._spec_of == name:
+            return name, self._spec
+        if name not in self.collections():
+            raise StoreError(
+                f"collection '{self.collection}' does not exist at {self._where}; ingest it first"
+            )
+        info = self._call("reading collection", self._client.get_collection, name, retry=True)
+        self._remember(name, self._spec_from_info(name, info, ""))
+        return name, self._spec
+
+    def _remember(self, name: str, spec: CollectionSpec) -> None:
+        self._spec, self._spec_of = spec, name
+
+    def _create(self, name: str, spec: CollectionSpec) -> None:
+        o = self.create_options
+        params = qm.VectorParams(size=spec.dim, distance=_DISTANCES[spec.distance], on_disk=o.on_disk)
+        hnsw = None
+        if o.hnsw_m is not None or o.hnsw_ef_construct is not None or o.on_disk:
+            hnsw = qm.HnswConfigDiff(m=o.hnsw_m, ef_construct=o.hnsw_ef_construct, on_disk=o.on_disk)
+        quantization = None
+        if o.quantization == "scalar":
+            quantization = qm.ScalarQuantization(
+                scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99, always_ram=True)
+            )
+        elif o.quantization == "binary":
+            quantization = qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=True))
+        metadata = None
+        if self._metadata:
+            metadata = {
+                META_ENCODER: spec.encoder,
+                META_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        elif spec.encoder:
+            logger.info(
+                "Qdrant at %s has no collection metadata: the encoder is checked through payloads",
+                self._where,
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # local mode: "has no effect" notes
+            self._call(
+                "creating collection",
+                self._client.create_collection,
+                name,
+                vectors_config={spec.vector_name: params} if spec.vector_name else params,
+                shard_number=o.shard_number,
+                replication_factor=o.replication_factor,
+                on_disk_payload=o.on_disk_payload,
+                hnsw_config=hnsw,
+                quantization_config=quantization,
+                metadata=metadata,
+            )
+        if self.engine == "server":  # local mode ignores payload indexes
+            self._create_lang_index(name)
+        self._remember(name, spec)
+        if self._pending_target == name:
+            self.set_alias(self.collection, name)
+            self._pending_target = None
+        logger.info("created collection %s (dim %d, %s) at %s", name, spec.dim, spec.distance, self._where)
+
+    def _create_lang_index(self, name: str) -> None:
+        schema = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True)
+        self._call(
+            "creating the lang index",
+            self._client.create_payload_index,
+            name,
+            LANG_KEY,
+            field_schema=schema,
+            wait=True,
+        )
+
+    def _ensure_lang_index(self, name: str, info: Any) -> None:
+        if self.engine == "server" and LANG_KEY not in (info.payload_schema or {}):
+            logger.info("collection %s has no index on %s: creating it", name, LANG_KEY)
+            self._create_lang_index(name)
+
+    def _spec_from_info(self, name: str, info: Any, wanted_vector: str) -> CollectionSpec:
+        vectors = info.config.params.vectors
+        if isinstance(vectors, dict):
+            if wanted_vector in vectors:
+                vector_name = wanted_vector
+            elif len(vectors) == 1:
+                vector_name = next(iter(vectors))
+            else:
+                raise StoreError(
+                    f"collection '{name}' stores vectors {sorted(vectors)}, expected "
+                    f"{repr(wanted_vector) if wanted_vector else 'unnamed'}; "
+                    "use another --collection or --recreate"
+                )
+            params = vectors[vector_name]
+        elif vectors is None:
+            raise StoreError(
+                f"collection '{name}' has no dense vectors; use another --collection or --recreate"
+            )
+        else:
+            vector_name, params = "", vectors
+        distance = str(getattr(params.distance, "value", params.distance)).lower()
+        metadata = getattr(info.config, "metadata", None) or {}
+        encoder = metadata.get(META_ENCODER)
+        if encoder is None:
+            encoder = self._sample_encoder(name)
+        return CollectionSpec(
+            dim=int(params.size),
+            distance=distance,
+            vector_name=vector_name,
+            encoder=str(encoder or ""),
+        )
+
+    def _sample_encoder(self, name: str) -> str:
+        """The encoder fingerprint or tag in one point's payload ("" if none)."""
+        records, _ = self._call(
+            "reading a point",
+            self._client.scroll,
+            name,
+            limit=1,
+            with_payload=[ENCODER_KEY],
+            with_vectors=False,
+            retry=True,
+        )
+        return str((records[0].payload or {}).get(ENCODER_KEY, "")) if records else ""
+
+    def _recreate_drop(self) -> None:
+        name = self.resolve(self.collection)
+        if name != self.collection:
+            self._pending_target = name
+        self._drop(name)
+
+    def _drop(self, name: str) -> bool:
+        if name not in self.collections():
+            return False
+        self._call("deleting collection", self._client.delete_collection, name)
+        if self._spec_of == name:
+            self._spec = self._spec_of = None
+        logger.warning("dropped collection %s at %s", name, self._where)
+        return True
+
+    def _scroll(self, lang: str | None, with_vectors: bool, with_payload: Any, batch: int) -> Iterator[Any]:
+        if batch < 1:
+            raise ValueError("batch must be positive")
+        name, _ = self._attach()
+        offset = None
+        flt = _lang_filter(lang)
+        while True:
+            records, offset = self._call(
+                "scroll",
+                self._client.scroll,
+                name,
+                scroll_filter=flt,
+                limit=batch,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
+                retry=True,
+            )
+            yield from records
+            if offset is None or not records:
+                return
+
+    def _call(self, what: str, fn, *args: Any, retry: bool = False, **kwargs: Any) -> Any:
+        """Run a client call; translate any failure into a one-line StoreError without the key."""
+        self._check_open()
+
+        def attempt() -> Any:
+            with self._lock:
+                return fn(*args, **kwargs)
+
+        try:
+            if retry and self.engine == "server" and self.retries:
+                return call_with_retries(
+                    attempt,
+                    _is_transient,
+                    attempts=self.retries + 1,
+                    backoff=self.backoff,
+                    what=f"{what} on {self._where}",
+                )
+            return attempt()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, what) from None
+
+    def _error(self, exc: BaseException, what: str) -> StoreError:
+        status = _status(exc)
+        where = self._where
+        if status in (401, 403):
+            if self._secret:
+                message = f"Qdrant at {where} rejected the API key ({status})"
+            else:
+                message = f"Qdrant at {where} requires an API key ({status}); set {API_KEY_ENV}"
+        elif _is_unreachable(exc):
+            message = f"cannot reach Qdrant at {where}: {_reason(exc)}"
+        elif _is_timeout(exc):
+            message = f"Qdrant at {where} did not answer in time ({what})"
+        else:
+            message = f"{what} on Qdrant at {where} failed: {_reason(exc)}"
+        logger.debug("%s failed: %s", what, type(exc).__name__)
+        return StoreError(scrub(message, self._secret))
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _split_create_options(options: dict[str, Any]) -> tuple[CollectionOptions, dict[str, Any]]:
+    create = {k: options.pop(k) for k in list(options) if k in CREATE_OPTIONS}
+    return CollectionOptions(**create), options
+
+
+def _parse_version(version: str | None) -> tuple[int, int] | None:
+    try:
+        major, minor = str(version).lstrip("v").split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def _grpc_code(exc: BaseException) -> str | None:
+    if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        with contextlib.suppress(Exception):
+            return exc.code().name
+    return None
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code
+    if type(exc).__name__ == "ResourceExhaustedResponse":
+        return 429
+    code = _grpc_code(exc)
+    return _GRPC_STATUS.get(code) if code else None
+
+
+def _source(exc: BaseException) -> BaseException:
+    return exc.source if isinstance(exc, ResponseHandlingException) else exc
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    src = _source(exc)
+    return (
+        isinstance(src, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError))
+        or _grpc_code(exc) == "UNAVAILABLE"
+    )
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return (
+        isinstance(_source(exc), (httpx.TimeoutException, TimeoutError))
+        or _grpc_code(exc) == "DEADLINE_EXCEEDED"
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Worth retrying: connection failures and resets, timeouts, 429 / 502 / 503 / 504."""
+    if _status(exc) in _TRANSIENT_STATUS or _is_unreachable(exc) or _is_timeout(exc):
+        return True
+    return isinstance(_source(exc), (httpx.TransportError, ConnectionError))
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, single-line cause (the server's own error text where there is one)."""
+    if isinstance(exc, UnexpectedResponse):
+        detail = ""
+        with contextlib.suppress(Exception):
+            detail = exc.structured()["status"]["error"]
+        return f"{exc.status_code} {detail or exc.reason_phrase}".strip()
+    code = _grpc_code(exc)
+    if code:
+        details = ""
+        with contextlib.suppress(Exception):
+            details = exc.details() or ""
+        return f"{code} {details}".strip()
+    return _first_line(_source(exc))
+
+
+def _first_line(exc: BaseException, width: int = 200) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _lang_filter(lang: str | None) -> qm.Filter | None:
+    if lang is None:
+        return None
+    return qm.Filter(must=[qm.FieldCondition(key=LANG_KEY, match=qm.MatchValue(value=lang))])
+
+
+def _record_vector(record: Any, name: str) -> np.ndarray:
+    vector = record.vector
+    if isinstance(vector, dict):
+        vector = vector.get(name)
+    if vector is None:
+        return np.empty(0, dtype=np.float32)
+    return np.asarray(vector, dtype=np.float32)
