@@ -1,1 +1,1 @@
-"""Benchmark loaders: LAReQA (XQuAD-R, MLQA-R) and BEIR-format folders with ``lang``."""
+"""Benchmark loaders: LAReQA (XQuAD-R, MLQA-R), BEIR-format folders with ``lang``, and MIRACL."""
