@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_qdrant.benchmarks import load_benchmark
 from hybrid_qdrant.benchmarks.beir import load_beir, write_beir
 from hybrid_qdrant.benchmarks.lareqa import load_lareqa
 from hybrid_qdrant.benchmarks.streaming import StreamedBenchmark
-from hybrid_qdrant.errors import DataError
+from hybrid_qdrant.errors import ConfigError, DataError
 from hybrid_qdrant.types import Benchmark, Passage, Query
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -252,3 +253,15 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(DataError, match="cannot write doc id"):
         write_beir(bench, tmp_path / "bad")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- load_benchmark ----------------------------------------------------------------------------------------
+
+
+def test_load_benchmark_dispatches_to_beir():
+    same_content(load_benchmark("beir", PARALLEL), load_beir(PARALLEL))
+    assert load_benchmark("beir", PARALLEL, ["en"], split="train").qrels == {"q9": {"d3": 1}}
+    with pytest.raises(DataError, match="beir needs a data_dir"):
+        load_benchmark("beir", None)
+    with pytest.raises(ConfigError, match="context applies to xquad-r and mlqa-r only"):
+        load_benchmark("beir", PARALLEL, context=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_qdrant.benchmarks import lareqa
+from hybrid_qdrant.benchmarks import lareqa, load_benchmark
 from hybrid_qdrant.benchmarks.lareqa import download, load_lareqa
-from hybrid_qdrant.errors import DataError
+from hybrid_qdrant.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lareqa"
 SHARED_DATA = Path(os.environ.get("HQ_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -342,3 +342,28 @@ def test_real_mlqa_paragraphs_have_no_group_ids():
     bench = load_lareqa("mlqa-r", REAL, ["en", "de"])
     assert {p.group_id for p in bench.passages} == {None}
     assert Counter(len(rel) for rel in bench.qrels.values()).keys() <= {1, 2}
+
+
+# -- load_benchmark ----------------------------------------------------------------------------------------
+
+
+def test_load_benchmark_dispatches_to_lareqa():
+    bench = load_benchmark("XQuAD-R", FIXTURES, XQUAD_LANGS, context=True)
+    expected = load_xquad(context=True)
+    assert (bench.name, bench.passages, bench.queries, bench.qrels) == (
+        "xquad-r",
+        expected.passages,
+        expected.queries,
+        expected.qrels,
+    )
+    assert (
+        load_benchmark("mlqa-r", FIXTURES, "en,de").qrels
+        == load_lareqa("mlqa-r", FIXTURES, ["en", "de"]).qrels
+    )
+
+
+def test_load_benchmark_refuses_unknown_names_and_a_lareqa_split():
+    with pytest.raises(DataError, match=r"unknown benchmark 'lareqa'; valid: xquad-r, mlqa-r, beir, miracl"):
+        load_benchmark("lareqa", FIXTURES)
+    with pytest.raises(ConfigError, match="xquad-r has a single split"):
+        load_benchmark("xquad-r", FIXTURES, XQUAD_LANGS, split="dev")

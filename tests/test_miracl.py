@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hybrid_qdrant.benchmarks import miracl
+from hybrid_qdrant.benchmarks import load_benchmark, miracl
 from hybrid_qdrant.benchmarks.beir import load_beir, write_beir
 from hybrid_qdrant.benchmarks.miracl import (
     iter_miracl_corpus,
@@ -185,6 +185,15 @@ def test_export_to_beir_keeps_judged_queries(tmp_path):
     assert back.queries == [q for q in QUERIES if q.query_id != "de/3"]
     assert back.qrels == QRELS
     assert back.skipped == {"query_not_in_qrels": 1}
+
+
+def test_load_benchmark_dispatches_to_miracl():
+    bench = load_benchmark("miracl", FIXTURES, ["de", "sw"])
+    assert isinstance(bench, StreamedBenchmark)
+    assert (bench.passages, bench.queries, bench.qrels) == ([], QUERIES, QRELS)
+    assert list(iter_passages(bench)) == DE_PASSAGES + SW_PASSAGES
+    with pytest.raises(DataError, match=re.escape("topics.miracl-v1.0-de-testB.tsv")):
+        load_benchmark("miracl", FIXTURES, ["de"], split="testB")
 
 
 # -- the Hugging Face path, on in-memory `datasets` objects ---------------------------------------------
