@@ -109,6 +109,7 @@ class ServerStore:
         create: CollectionOptions | None = None,
         metadata: bool = True,
         owns_client: bool = True,
+        grpc_port: int = 6334,
     ) -> None:
         if upsert_batch < 1 or query_batch < 1 or retries < 0 or backoff < 0:
             raise ValueError("upsert_batch and query_batch must be positive, retries and backoff >= 0")
@@ -125,6 +126,7 @@ class ServerStore:
         self.create_options = create or CollectionOptions()
         self._metadata = metadata
         self._owns_client = owns_client
+        self._grpc_port = grpc_port
         self._lock = threading.RLock() if engine == "client-local" else contextlib.nullcontext()
         self._spec: CollectionSpec | None = None
         self._spec_of: str | None = None
@@ -171,7 +173,16 @@ class ServerStore:
             raise StoreError(
                 scrub(f"cannot set up a client for {where}: {_first_line(exc)}", secret)
             ) from None
-        store = cls(client, collection, engine="server", where=where, secret=secret, create=create, **rest)
+        store = cls(
+            client,
+            collection,
+            engine="server",
+            where=where,
+            secret=secret,
+            create=create,
+            grpc_port=grpc_port,
+            **rest,
+        )
         try:
             store._handshake()
             if recreate:
@@ -275,6 +286,7 @@ class ServerStore:
             create=self.create_options,
             metadata=self._metadata,
             owns_client=False,
+            grpc_port=self._grpc_port,
         )
         store._lock = self._lock
         return store
@@ -681,7 +693,8 @@ class ServerStore:
             else:
                 message = f"Qdrant at {where} requires an API key ({status}); set {API_KEY_ENV}"
         elif _is_unreachable(exc):
-            message = f"cannot reach Qdrant at {where}: {_reason(exc)}"
+            port = f" (gRPC port {self._grpc_port})" if _grpc_code(exc) else ""
+            message = f"cannot reach Qdrant at {where}{port}: {_reason(exc)}"
         elif _is_timeout(exc):
             message = f"Qdrant at {where} did not answer in time ({what})"
         else:
