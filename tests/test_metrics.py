@@ -200,7 +200,10 @@ def _max_diff(ours: dict, theirs: dict[str, dict[str, float]], pairs: dict[str, 
     }
 
 
+@pytest.mark.slow
 def test_parity_with_ranx(random_case):
+    """ranx (numba) is a second independent implementation; slow tier: its JIT compilation takes ~5 s with
+    a warm numba cache and ~40 s with a cold one (building ranx.Qrels / ranx.Run dominates)."""
     ranx = pytest.importorskip("ranx")
     qrels, run, ours = random_case
     pairs = {"map": "map", "recall@1": "recall@1", "recall@10": "recall@10", "recall@100": "recall@100",
