@@ -65,26 +65,40 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-ConfigArg = typer.Argument(None, help="TOML config (section [evaluate]); flags override it.", show_default=False)
+ConfigArg = typer.Argument(
+    None, help="TOML config (section [evaluate]); flags override it.", show_default=False
+)
 BenchmarkOpt = typer.Option(None, "--benchmark", "-b", help="xquad-r | mlqa-r | beir | miracl")
-DataDirOpt = typer.Option(None, "--data-dir", help="Local benchmark directory (default: download to the cache).")
+DataDirOpt = typer.Option(
+    None, "--data-dir", help="Local benchmark directory (default: download to the cache)."
+)
 LanguagesOpt = typer.Option(None, "--languages", "-l", help="Comma-separated language codes (default: all).")
-ContextOpt = typer.Option(None, "--context/--no-context", help="LAReQA: encode each sentence with its paragraph.")
+ContextOpt = typer.Option(
+    None, "--context/--no-context", help="LAReQA: encode each sentence with its paragraph."
+)
 ModelOpt = typer.Option(None, "--model", "-m", help="sentence-transformers hub id or local directory.")
 AdapterOpt = typer.Option(None, "--adapter", help="LoRA adapter directory loaded on top of the model.")
 QueryPrefixOpt = typer.Option(None, "--query-prefix", help='Prefix of queries (default "query: ").')
 PassagePrefixOpt = typer.Option(None, "--passage-prefix", help='Prefix of passages (default "passage: ").')
 BatchOpt = typer.Option(None, "--batch-size", help="Texts per forward pass.")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: best available).")
-LocationOpt = typer.Option(None, "--location", help="Embedded store directory or :memory: (default .hq/qdrant).")
-UrlOpt = typer.Option(None, "--url", help="Qdrant server URL; the API key comes from $QDRANT_API_KEY or --api-key-file.")
+LocationOpt = typer.Option(
+    None, "--location", help="Embedded store directory or :memory: (default .hq/qdrant)."
+)
+UrlOpt = typer.Option(
+    None, "--url", help="Qdrant server URL; the API key comes from $QDRANT_API_KEY or --api-key-file."
+)
 KeyEnvOpt = typer.Option(None, "--api-key-env", help="Environment variable holding the API key.")
 KeyFileOpt = typer.Option(None, "--api-key-file", help="File holding the API key.")
 GrpcOpt = typer.Option(None, "--grpc/--http", help="Talk gRPC to the server.")
 TimeoutOpt = typer.Option(None, "--timeout", help="Seconds per server request.")
-CollectionOpt = typer.Option(None, "--collection", "-c", help="Collection or alias (default: from benchmark and model).")
+CollectionOpt = typer.Option(
+    None, "--collection", "-c", help="Collection or alias (default: from benchmark and model)."
+)
 RecreateOpt = typer.Option(None, "--recreate", help="Drop and re-create the collection if it exists.")
-OnErrorOpt = typer.Option(None, "--on-error", help="stop (default) at the first bad record, or skip and report.")
+OnErrorOpt = typer.Option(
+    None, "--on-error", help="stop (default) at the first bad record, or skip and report."
+)
 CacheDirOpt = typer.Option(None, "--cache-dir", help="Embedding cache directory.")
 NoCacheOpt = typer.Option(None, "--cache/--no-cache", help="Use the embedding cache.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")
@@ -101,9 +115,15 @@ def _encoder(cfg):
     from hybrid_qdrant.pipeline import build_encoder
 
     settings = EncoderSettings(
-        model=cfg.model, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix,
-        query_prompt_name=cfg.query_prompt_name, passage_prompt_name=cfg.passage_prompt_name,
-        batch_size=cfg.batch_size, device=cfg.device, max_seq_length=cfg.max_seq_length, adapter=cfg.adapter,
+        model=cfg.model,
+        query_prefix=cfg.query_prefix,
+        passage_prefix=cfg.passage_prefix,
+        query_prompt_name=cfg.query_prompt_name,
+        passage_prompt_name=cfg.passage_prompt_name,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        max_seq_length=cfg.max_seq_length,
+        adapter=cfg.adapter,
     )
     return build_encoder(settings, cache_dir=cfg.cache_dir, use_cache=cfg.use_cache)
 
@@ -113,15 +133,23 @@ def _store_options(cfg):
     from hybrid_qdrant.secrets import read_api_key
 
     api_key = read_api_key(cfg.api_key_env, cfg.api_key_file) if cfg.url else None
-    return StoreOptions(location=cfg.location, url=cfg.url, api_key=api_key, collection=cfg.collection,
-                        recreate=cfg.recreate, timeout=cfg.timeout, prefer_grpc=cfg.prefer_grpc)
+    return StoreOptions(
+        location=cfg.location,
+        url=cfg.url,
+        api_key=api_key,
+        collection=cfg.collection,
+        recreate=cfg.recreate,
+        timeout=cfg.timeout,
+        prefer_grpc=cfg.prefer_grpc,
+    )
 
 
 def _load(cfg):
     from hybrid_qdrant.benchmarks import load_benchmark
 
-    return load_benchmark(cfg.benchmark, cfg.data_dir, languages=cfg.languages, context=cfg.context,
-                          split=cfg.split)
+    return load_benchmark(
+        cfg.benchmark, cfg.data_dir, languages=cfg.languages, context=cfg.context, split=cfg.split
+    )
 
 
 def _progress(total: int, desc: str):
@@ -159,17 +187,39 @@ def ingest(
 ) -> None:
     """Encode a benchmark's passages into a Qdrant collection (idempotent; resumes where it stopped)."""
     _setup_logging(verbose)
-    cfg = _config(config, benchmark=benchmark, data_dir=data_dir, languages=_csv(languages), context=context,
-                  model=model, adapter=adapter, query_prefix=query_prefix, passage_prefix=passage_prefix,
-                  batch_size=batch_size, device=device, location=location, url=url, api_key_env=api_key_env,
-                  api_key_file=api_key_file, prefer_grpc=grpc, timeout=timeout, collection=collection,
-                  recreate=recreate, on_error=on_error, cache_dir=cache_dir, use_cache=cache)
+    cfg = _config(
+        config,
+        benchmark=benchmark,
+        data_dir=data_dir,
+        languages=_csv(languages),
+        context=context,
+        model=model,
+        adapter=adapter,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        batch_size=batch_size,
+        device=device,
+        location=location,
+        url=url,
+        api_key_env=api_key_env,
+        api_key_file=api_key_file,
+        prefer_grpc=grpc,
+        timeout=timeout,
+        collection=collection,
+        recreate=recreate,
+        on_error=on_error,
+        cache_dir=cache_dir,
+        use_cache=cache,
+    )
     from hybrid_qdrant.pipeline import default_collection, ingest_benchmark, open_collection
 
     bench = _load(cfg)
     encoder = _encoder(cfg)
     name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
-    with open_collection(_store_options(cfg), name) as store, _progress(len(bench.passages), "passages") as bar:
+    with (
+        open_collection(_store_options(cfg), name) as store,
+        _progress(len(bench.passages), "passages") as bar,
+    ):
         stats = ingest_benchmark(bench, encoder, store, on_error=cfg.on_error, progress=bar.update)
         total = store.count()
     typer.echo(
@@ -204,46 +254,117 @@ def evaluate(
     recreate: bool | None = RecreateOpt,
     cache_dir: str | None = CacheDirOpt,
     cache: bool | None = NoCacheOpt,
-    settings: str | None = typer.Option(None, "--settings", help="Comma-separated: mono,cross,multi (default all)."),
+    settings: str | None = typer.Option(
+        None, "--settings", help="Comma-separated: mono,cross,multi (default all)."
+    ),
     engine: str | None = typer.Option(None, "--engine", help="qdrant (default) or exact (numpy reference)."),
     depth: int | None = typer.Option(None, "--depth", help="Qdrant query limit per query and setting."),
     full_ranking: bool | None = typer.Option(
         None, "--full-ranking/--truncated", help="Exact ranks beyond the depth (default on for LAReQA sets)."
     ),
-    output: str | None = typer.Option(None, "--output", "-o", help="Report JSON (.md, .png, .queries.json.gz beside)."),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="Report JSON (.md, .png, .queries.json.gz beside)."
+    ),
     verbose: bool = VerboseOpt,
 ) -> None:
     """Evaluate an encoder: mono, cross and multilingual retrieval through Qdrant (ingests when needed)."""
     _setup_logging(verbose)
-    cfg = _config(config, benchmark=benchmark, data_dir=data_dir, languages=_csv(languages), context=context,
-                  model=model, adapter=adapter, query_prefix=query_prefix, passage_prefix=passage_prefix,
-                  batch_size=batch_size, device=device, location=location, url=url, api_key_env=api_key_env,
-                  api_key_file=api_key_file, prefer_grpc=grpc, timeout=timeout, collection=collection,
-                  recreate=recreate, cache_dir=cache_dir, use_cache=cache, settings=_csv(settings), engine=engine,
-                  depth=depth, full_ranking=full_ranking, output=output)
+    cfg = _config(
+        config,
+        benchmark=benchmark,
+        data_dir=data_dir,
+        languages=_csv(languages),
+        context=context,
+        model=model,
+        adapter=adapter,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        batch_size=batch_size,
+        device=device,
+        location=location,
+        url=url,
+        api_key_env=api_key_env,
+        api_key_file=api_key_file,
+        prefer_grpc=grpc,
+        timeout=timeout,
+        collection=collection,
+        recreate=recreate,
+        cache_dir=cache_dir,
+        use_cache=cache,
+        settings=_csv(settings),
+        engine=engine,
+        depth=depth,
+        full_ranking=full_ranking,
+        output=output,
+    )
     from hybrid_qdrant.evaluation import EvalOptions
     from hybrid_qdrant.pipeline import default_collection, open_collection, run_evaluation
     from hybrid_qdrant.report import markdown, report_dict, write_report
 
     full = cfg.full_ranking if cfg.full_ranking is not None else cfg.benchmark in ("xquad-r", "mlqa-r")
-    options = EvalOptions(settings=tuple(cfg.settings or ("mono", "cross", "multi")),
-                          languages=tuple(cfg.languages) if cfg.languages else None, engine=cfg.engine,
-                          depth=cfg.depth, full_ranking=full, exact_search=cfg.exact_search)
+    options = EvalOptions(
+        settings=tuple(cfg.settings or ("mono", "cross", "multi")),
+        languages=tuple(cfg.languages) if cfg.languages else None,
+        engine=cfg.engine,
+        depth=cfg.depth,
+        full_ranking=full,
+        exact_search=cfg.exact_search,
+    )
     if cfg.output and Path(cfg.output).is_dir():
         raise HQError(f"--output {cfg.output} is a directory; give a file name such as report.json")
     bench = _load(cfg)
     encoder = _encoder(cfg)
     name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
-    with open_collection(_store_options(cfg), name) as store, _progress(len(bench.passages), "passages") as bar:
+    with (
+        open_collection(_store_options(cfg), name) as store,
+        _progress(len(bench.passages), "passages") as bar,
+    ):
         run = run_evaluation(bench, encoder, store, name, options, ingest_progress=bar.update)
-    extra = {"collection": name, "timings": {k: round(v, 3) for k, v in run.timings.items()},
-             "model_fingerprint": encoder.fingerprint}
+    extra = {
+        "collection": name,
+        "timings": {k: round(v, 3) for k, v in run.timings.items()},
+        "model_fingerprint": encoder.fingerprint,
+    }
     if cfg.output:
         paths = write_report(run.result, cfg.output, cfg.model, extra)
         typer.echo(markdown(report_dict(run.result, cfg.model, extra)))
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
     else:
         typer.echo(markdown(report_dict(run.result, cfg.model, extra)))
+
+
+@app.command()
+@handle_errors
+def compare(
+    report_a: Path = typer.Argument(..., help="Report JSON of system A (its .queries.json.gz beside it)."),
+    report_b: Path = typer.Argument(..., help="Report JSON of system B."),
+    metrics: str = typer.Option(
+        "map", "--metrics", help="Comma-separated metrics, e.g. map,recall@1,rank_distance."
+    ),
+    settings: str = typer.Option("mono,cross,multi", "--settings", help="Comma-separated settings."),
+    resamples: int = typer.Option(10000, "--resamples", help="Bootstrap and randomisation resamples."),
+    seed: int = typer.Option(0, "--seed"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the comparison as JSON."),
+) -> None:
+    """Paired significance of A - B per setting: bootstrap CI and randomisation test on per-query values."""
+    import json
+
+    from hybrid_qdrant.compare import compare_reports, markdown_table
+    from hybrid_qdrant.report import atomic_write_bytes
+
+    rows = compare_reports(
+        report_a,
+        report_b,
+        tuple(_csv(metrics) or ["map"]),
+        tuple(_csv(settings) or []),
+        n_resamples=resamples,
+        seed=seed,
+    )
+    typer.echo(markdown_table(rows, report_a.stem, report_b.stem))
+    if output:
+        payload = {"a": str(report_a), "b": str(report_b), "rows": [r.as_dict() for r in rows]}
+        atomic_write_bytes(output, (json.dumps(payload, indent=1) + "\n").encode())
+        typer.echo(f"wrote {output}")
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from hybrid_qdrant.errors import ConfigError
 
@@ -34,7 +35,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
 
-def load_section(path: str | Path | None, cls: type[T], section: str, overrides: dict[str, Any] | None = None) -> T:
+def load_section(
+    path: str | Path | None, cls: type[T], section: str, overrides: dict[str, Any] | None = None
+) -> T:
     """Build ``cls`` from ``[section]`` of a TOML file (or from defaults), then apply non-None overrides.
 
     The file may hold the keys at top level or under ``[section]``.
@@ -59,7 +62,7 @@ class EvaluateConfig:
 
     benchmark: str = "xquad-r"
     data_dir: str | None = None
-    split: str = "dev"
+    split: str | None = None
     languages: list[str] | None = None
     context: bool = False
     model: str = "intfloat/multilingual-e5-small"

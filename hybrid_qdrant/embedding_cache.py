@@ -140,7 +140,9 @@ class EmbeddingCache:
         for row, digest in enumerate(digests):
             index[digest] = (shard, row)
 
-    def encode(self, role: str, texts: Sequence[str], encode_fn: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    def encode(
+        self, role: str, texts: Sequence[str], encode_fn: Callable[[list[str]], np.ndarray]
+    ) -> np.ndarray:
         """Vectors of texts: cached rows read, missing rows encoded with ``encode_fn`` and stored."""
         cached, missing = self.get(role, texts)
         if not missing and cached is not None:

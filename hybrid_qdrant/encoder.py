@@ -91,7 +91,11 @@ class SentenceTransformerEncoder:
         self.model = load_sentence_transformer(settings.model, settings.device, settings.adapter)
         if settings.max_seq_length is not None:
             self.model.max_seq_length = settings.max_seq_length
-        dim = self.model.get_sentence_embedding_dimension()
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        dim = get_dim()
         if dim is None:
             dim = int(self.model.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim = int(dim)

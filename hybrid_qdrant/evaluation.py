@@ -160,10 +160,27 @@ def _slice_qrels(qrels: Qrels, query_ids: Sequence[str], doc_lang: dict[str, str
     """Relevant passages of each query restricted to one passage language (None: all)."""
     out: Qrels = {}
     for qid in query_ids:
-        rel = {d: r for d, r in qrels.get(qid, {}).items() if r > 0 and (lang is None or doc_lang.get(d) == lang)}
+        rel = {
+            d: r for d, r in qrels.get(qid, {}).items() if r > 0 and (lang is None or doc_lang.get(d) == lang)
+        }
         if rel:
             out[qid] = rel
     return out
+
+
+class _DocLanguages(dict):
+    """doc id -> language: from the passages in memory, else the ``{lang}/`` prefix of streamed doc ids."""
+
+    def __init__(self, benchmark: Benchmark) -> None:
+        super().__init__((p.doc_id, p.lang) for p in benchmark.passages)
+        self.languages = set(benchmark.languages)
+
+    def __missing__(self, doc_id: str) -> str | None:
+        prefix = doc_id.split("/", 1)[0]
+        return prefix if prefix in self.languages else None
+
+    def get(self, doc_id: str, default=None):
+        return self[doc_id] if doc_id in self or default is None else default
 
 
 class _StoreVectors:
@@ -221,8 +238,9 @@ def _qdrant_ranks(
     deeper: list[int] = []
     depth = options.depth
     for start in range(0, len(qids), options.query_batch):
-        hits = store.search(qvecs[start : start + options.query_batch], limit=depth + 1, lang=lang,
-                            exact=options.exact_search)
+        hits = store.search(
+            qvecs[start : start + options.query_batch], limit=depth + 1, lang=lang, exact=options.exact_search
+        )
         for offset, query_hits in enumerate(hits):
             i = start + offset
             qid = qids[i]
@@ -231,7 +249,11 @@ def _qdrant_ranks(
             boundary_tie = len(ordered) > depth and ordered[depth].score == ordered[depth - 1].score
             top = ordered[:depth]
             found = {h.doc_id: r for r, h in enumerate(top, start=1) if h.doc_id in qrels[qid]}
-            if options.full_ranking and (boundary_tie or len(found) < len(qrels[qid])) and len(ordered) > depth:
+            if (
+                options.full_ranking
+                and (boundary_tie or len(found) < len(qrels[qid]))
+                and len(ordered) > depth
+            ):
                 deeper.append(i)
             else:
                 ranks[qid] = found
@@ -264,7 +286,7 @@ def evaluate(
     if len(query_vectors) != len(benchmark.queries):
         raise ValueError(f"{len(query_vectors)} query vectors for {len(benchmark.queries)} queries")
     start = time.perf_counter()
-    doc_lang = {p.doc_id: p.lang for p in benchmark.passages}
+    doc_lang = _DocLanguages(benchmark)
     by_lang: dict[str, list[int]] = {}
     for i, q in enumerate(benchmark.queries):
         by_lang.setdefault(q.lang, []).append(i)
@@ -275,7 +297,7 @@ def evaluate(
         rows = by_lang.get(sl.query_lang, [])
         all_ids = [benchmark.queries[i].query_id for i in rows]
         qrels = _slice_qrels(benchmark.qrels, all_ids, doc_lang, sl.passage_lang)
-        keep = [i for i, qid in zip(rows, all_ids) if qid in qrels]
+        keep = [i for i, qid in zip(rows, all_ids, strict=False) if qid in qrels]
         qids = [benchmark.queries[i].query_id for i in keep]
         qvecs = query_vectors[keep]
         fallback = 0
@@ -287,8 +309,9 @@ def evaluate(
             ranks, fallback = _qdrant_ranks(qvecs, qids, qrels, store, sl.passage_lang, options, vectors)
         names = MULTI_METRICS if sl.setting == "multi" else SLICE_METRICS
         per_query = M.evaluate_ranks(qrels, ranks, names)
-        results.append(SliceResult(sl, per_query, len(qids), len(rows) - len(keep), fallback,
-                                   time.perf_counter() - t0))
+        results.append(
+            SliceResult(sl, per_query, len(qids), len(rows) - len(keep), fallback, time.perf_counter() - t0)
+        )
         if progress:
             progress(sl)
     counts = {
@@ -301,5 +324,11 @@ def evaluate(
         "exact_fallback": sum(r.n_exact_fallback for r in results),
         **{f"skipped_{k}": v for k, v in benchmark.skipped.items()},
     }
-    return EvaluationResult(benchmark.name, tuple(options.languages or benchmark.languages), results, options,
-                            counts, time.perf_counter() - start)
+    return EvaluationResult(
+        benchmark.name,
+        tuple(options.languages or benchmark.languages),
+        results,
+        options,
+        counts,
+        time.perf_counter() - start,
+    )

@@ -173,7 +173,9 @@ def ingest(
     def write(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         t0 = time.perf_counter()
         for i in range(0, len(ids), upsert_batch):
-            store.upsert(ids[i : i + upsert_batch], vectors[i : i + upsert_batch], payloads[i : i + upsert_batch])
+            store.upsert(
+                ids[i : i + upsert_batch], vectors[i : i + upsert_batch], payloads[i : i + upsert_batch]
+            )
         stats.upsert_seconds += time.perf_counter() - t0
 
     pending: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -229,6 +231,9 @@ def ingest(
     stats.seconds = time.perf_counter() - start
     logger.info(
         "ingested %d passages (%d already stored, %d skipped) in %.1f s",
-        stats.encoded, stats.already_stored, sum(stats.skipped.values()), stats.seconds,
+        stats.encoded,
+        stats.already_stored,
+        sum(stats.skipped.values()),
+        stats.seconds,
     )
     return stats

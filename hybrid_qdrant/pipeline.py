@@ -84,9 +84,18 @@ def ingest_benchmark(
     progress: Callable[[int], None] | None = None,
     **kwargs: Any,
 ) -> IngestStats:
-    """Write the benchmark's passages (resuming a partial collection; complete ones cost one count)."""
-    return ingest(benchmark.passages, encoder, store, on_error=on_error, languages=benchmark.languages,
-                  progress=progress, **kwargs)
+    """Write the benchmark's passages, streamed ones included (resuming a partial collection)."""
+    from hybrid_qdrant.benchmarks import iter_passages
+
+    return ingest(
+        iter_passages(benchmark),
+        encoder,
+        store,
+        on_error=on_error,
+        languages=benchmark.languages,
+        progress=progress,
+        **kwargs,
+    )
 
 
 @dataclass
@@ -121,8 +130,12 @@ def run_evaluation(
     t0 = time.perf_counter()
     stats = None
     stored = store.count() if store.exists() else 0
-    if stored < len(benchmark.passages):
-        logger.info("collection %s holds %d of %d passages: ingesting", collection, stored, len(benchmark.passages))
+    streamed = getattr(benchmark, "corpus", None) is not None
+    # a streamed corpus (MIRACL) is ingested when the collection is empty; `hq ingest` resumes one
+    if stored < len(benchmark.passages) or (streamed and stored == 0):
+        logger.info(
+            "collection %s holds %d of %d passages: ingesting", collection, stored, len(benchmark.passages)
+        )
         stats = ingest_benchmark(benchmark, encoder, store, progress=ingest_progress)
     else:
         from hybrid_qdrant.store.base import CollectionSpec

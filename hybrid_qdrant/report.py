@@ -17,7 +17,7 @@ from hybrid_qdrant.evaluation import EvaluationResult
 REPORT_VERSION = 1
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -75,30 +75,44 @@ def markdown(report: dict[str, Any]) -> str:
     m = report["metrics"]
     langs = report["languages"]
     lines = [f"# {report['benchmark']}: {report['model']}", ""]
-    lines += ["| setting | mAP | R@1 | R@10 | nDCG@10 | R@100 | MRR@10 | rank distance |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| setting | mAP | R@1 | R@10 | nDCG@10 | R@100 | MRR@10 | rank distance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for setting in ("mono", "cross", "multi"):
         if f"{setting}/map" not in m:
             continue
-        cells = [_fmt(m.get(f"{setting}/{k}")) for k in ("map", "recall@1", "recall@10", "ndcg@10", "recall@100",
-                                                         "mrr@10")]
+        cells = [
+            _fmt(m.get(f"{setting}/{k}"))
+            for k in ("map", "recall@1", "recall@10", "ndcg@10", "recall@100", "mrr@10")
+        ]
         rd = m.get(f"{setting}/rank_distance")
         lines.append(f"| {setting} | " + " | ".join(cells) + f" | {'-' if rd is None else f'{rd:.1f}'} |")
     lines += ["", "Per query language (mAP x 100; cross = mean over the other languages as targets):", ""]
-    lines += ["| lang | mono mAP | cross mAP | multi mAP | multi R@10 | rank distance |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| lang | mono mAP | cross mAP | multi mAP | multi R@10 | rank distance |",
+        "|---|---|---|---|---|---|",
+    ]
     for q in langs:
         cross = [m[f"cross/{q}-{p}/map"] for p in langs if p != q and f"cross/{q}-{p}/map" in m]
         rd = m.get(f"multi/{q}-all/rank_distance")
         lines.append(
-            f"| {q} | {_fmt(m.get(f'mono/{q}-{q}/map'))} | {_fmt(sum(cross) / len(cross) if cross else None)} | "
+            f"| {q} | {_fmt(m.get(f'mono/{q}-{q}/map'))} | "
+            f"{_fmt(sum(cross) / len(cross) if cross else None)} | "
             f"{_fmt(m.get(f'multi/{q}-all/map'))} | {_fmt(m.get(f'multi/{q}-all/recall@10'))} | "
             f"{'-' if rd is None else f'{rd:.1f}'} |"
         )
     if any(k.startswith("cross/") for k in m):
-        lines += ["", "Cross-lingual mAP x 100 (rows: query language, columns: passage language; diagonal: mono):", ""]
+        lines += [
+            "",
+            "Cross-lingual mAP x 100 (rows: query language, columns: passage language; diagonal: mono):",
+            "",
+        ]
         lines += ["| q \\ p | " + " | ".join(langs) + " |", "|---" * (len(langs) + 1) + "|"]
         for q in langs:
-            cells = [_fmt(m.get(f"mono/{q}-{q}/map") if p == q else m.get(f"cross/{q}-{p}/map")) for p in langs]
+            cells = [
+                _fmt(m.get(f"mono/{q}-{q}/map") if p == q else m.get(f"cross/{q}-{p}/map")) for p in langs
+            ]
             lines.append(f"| {q} | " + " | ".join(cells) + " |")
     counts = report.get("counts", {})
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
@@ -137,8 +151,15 @@ def heatmap_png(report: dict[str, Any], path: Path) -> bool:
     for i in range(len(langs)):
         for j in range(len(langs)):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if grid[i, j] < np.nanmean(grid) else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] < np.nanmean(grid) else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +174,9 @@ def heatmap_png(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def write_report(result: EvaluationResult, output: str | Path, model: str,
-                 extra: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_report(
+    result: EvaluationResult, output: str | Path, model: str, extra: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Write ``output`` (JSON) with its siblings ``.md``, ``.png`` (cross heatmap) and ``.queries.json.gz``.
 
     Returns:
@@ -163,14 +185,18 @@ def write_report(result: EvaluationResult, output: str | Path, model: str,
     output = Path(output)
     report = report_dict(result, model, extra)
     stem = output.with_suffix("") if output.suffix == ".json" else output
-    paths = {"json": output, "markdown": stem.with_suffix(".md"),
-             "per_query": Path(f"{stem}.queries.json.gz"), "heatmap": stem.with_suffix(".png")}
+    paths = {
+        "json": output,
+        "markdown": stem.with_suffix(".md"),
+        "per_query": Path(f"{stem}.queries.json.gz"),
+        "heatmap": stem.with_suffix(".png"),
+    }
     per_query = gzip.compress(json.dumps(per_query_dict(result)).encode("utf-8"), mtime=0)
-    _atomic_write_bytes(paths["per_query"], per_query)
-    _atomic_write_bytes(paths["markdown"], markdown(report).encode("utf-8"))
+    atomic_write_bytes(paths["per_query"], per_query)
+    atomic_write_bytes(paths["markdown"], markdown(report).encode("utf-8"))
     if not heatmap_png(report, paths["heatmap"]):
         del paths["heatmap"]
-    _atomic_write_bytes(output, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(output, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return paths
 
 
@@ -180,7 +206,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
 
 
 def load_per_query(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Read the per-query values written beside a report (path of the report or of the ``.queries.json.gz``)."""
+    """Read the per-query values written beside a report (path of the report or or its per-query file)."""
     path = Path(path)
     if not path.name.endswith(".queries.json.gz"):
         stem = path.with_suffix("") if path.suffix == ".json" else path

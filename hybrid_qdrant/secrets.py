@@ -24,7 +24,7 @@ def scrub(text: str) -> str:
 
 
 def read_api_key(env_var: str | None = "QDRANT_API_KEY", key_file: str | Path | None = None) -> str | None:
-    """The API key from ``key_file`` (first line) or else the environment variable; None when neither is set."""
+    """The API key from ``key_file`` (first line), else from the environment variable; None if neither."""
     key: str | None = None
     if key_file:
         path = Path(key_file).expanduser()

@@ -22,8 +22,11 @@ QUERIES = {
 
 def toy_benchmark() -> Benchmark:
     """Two languages, four parallel passages each, two parallel questions (hand-computed metrics)."""
-    passages = [Passage(f"{lang}/{g}", text, lang, g) for lang, texts in (("en", EN), ("de", DE))
-                for g, text in texts.items()]
+    passages = [
+        Passage(f"{lang}/{g}", text, lang, g)
+        for lang, texts in (("en", EN), ("de", DE))
+        for g, text in texts.items()
+    ]
     queries, qrels = [], {}
     for qid, (en, de, gold) in QUERIES.items():
         for lang, text in (("en", en), ("de", de)):
@@ -37,8 +40,14 @@ def toy() -> Benchmark:
     return toy_benchmark()
 
 
-def random_parallel(n_groups: int = 60, langs=("en", "de", "fr"), dim: int = 16, noise: float = 0.8,
-                    seed: int = 0, extra_per_lang: int = 5):
+def random_parallel(
+    n_groups: int = 60,
+    langs=("en", "de", "fr"),
+    dim: int = 16,
+    noise: float = 0.8,
+    seed: int = 0,
+    extra_per_lang: int = 5,
+):
     """A parallel benchmark with vectors: translations = a group centre plus noise (language bias included).
 
     Returns:

@@ -9,12 +9,19 @@ import numpy as np
 
 #: keyword -> axis; the English and German word of a concept share one axis.
 LEXICON = {
-    "cat": 0, "katze": 0,
-    "dog": 1, "hund": 1,
-    "bird": 2, "vogel": 2,
-    "run": 3, "runs": 3, "rennt": 3,
-    "sits": 4, "sitzt": 4,
-    "flies": 5, "fliegt": 5,
+    "cat": 0,
+    "katze": 0,
+    "dog": 1,
+    "hund": 1,
+    "bird": 2,
+    "vogel": 2,
+    "run": 3,
+    "runs": 3,
+    "rennt": 3,
+    "sits": 4,
+    "sitzt": 4,
+    "flies": 5,
+    "fliegt": 5,
 }
 DIM = 8  # two spare axes: a text with no keyword maps to the last one
 

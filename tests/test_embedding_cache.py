@@ -25,7 +25,9 @@ def test_only_new_texts_are_encoded_and_order_is_kept(tmp_path):
     cached.encode_passages(["the cat sits", "the dog runs"])
     out = cached.encode_passages(["the dog runs", "the bird flies", "the cat sits"])
     assert enc.encoded == 3
-    np.testing.assert_array_equal(out, enc.encode_passages(["the dog runs", "the bird flies", "the cat sits"]))
+    np.testing.assert_array_equal(
+        out, enc.encode_passages(["the dog runs", "the bird flies", "the cat sits"])
+    )
 
 
 def test_roles_and_fingerprints_are_separate(tmp_path):

@@ -21,8 +21,11 @@ WORDS = ["cat", "dog", "bird", "runs", "sits", "flies"]
 
 
 def corpus(n: int, langs=("en", "de")) -> list[Passage]:
-    return [Passage(f"{lang}/{i}", f"{WORDS[i % 6]} {WORDS[(i // 6) % 6]} number {i}", lang, f"g{i}")
-            for lang in langs for i in range(n)]
+    return [
+        Passage(f"{lang}/{i}", f"{WORDS[i % 6]} {WORDS[(i // 6) % 6]} number {i}", lang, f"g{i}")
+        for lang in langs
+        for i in range(n)
+    ]
 
 
 def test_ingest_twice_gives_the_same_points(tmp_path):
@@ -52,7 +55,7 @@ def test_overlap_and_sequential_write_the_same(tmp_path):
         with open_store(location=str(tmp_path / f"q{overlap}"), collection="c") as store:
             ingest(corpus(40), KeywordEncoder(), store, block_size=9, upsert_batch=4, overlap=overlap)
             ids, vectors = store.vectors(None)
-            results.append(dict(zip(ids, map(tuple, vectors.round(6)))))
+            results.append(dict(zip(ids, map(tuple, vectors.round(6)), strict=False)))
     assert results[0] == results[1] and len(results[0]) == 80
 
 
@@ -116,8 +119,12 @@ CHILD = textwrap.dedent(
 def test_sigkill_part_way_then_resume_gives_exactly_the_expected_points(tmp_path):
     path = str(tmp_path / "q")
     script = CHILD.format(tests=str(Path(__file__).parent), path=path)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     blocks = 0
     for line in child.stdout:
         blocks += line.startswith("block")
