@@ -494,7 +494,8 @@ def ranks_from_scores(
     """Exact 1-based ranks of relevant items in each row of a dense score matrix, without sorting rows.
 
     rank = #(score > s) + #(score == s and doc_id < own doc_id) + 1, the same ranking as
-    ``ranks_from_run`` on the full-depth run. Rows are processed in chunks to bound memory.
+    ``ranks_from_run`` on the full-depth run. Rows are processed in chunks to bound memory. Measured on
+    2 cores: 0.6-0.7 s for 13090 x 13000 float32 scores with 11 relevant per row (float64: ~3 s).
 
     Args:
         scores: (n_queries, n_docs) real scores, no NaN.
