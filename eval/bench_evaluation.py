@@ -1,0 +1,166 @@
+"""Benchmark: the full evaluation through Qdrant against the brute-force floor, from cached embeddings.
+
+    python eval/bench_evaluation.py --data-dir ../shared/data/lareqa/xquad-r --model models/me5-small
+
+Encodes the benchmark once (the embedding cache makes every later run start from stored vectors),
+then times, on the same embeddings and the same 132 XQuAD-R slices:
+
+- floor:        numpy brute force (``ArrayStore`` + exact engine: matrix products, ranks of relevant items);
+- qdrant:       the default path, filtered batched queries through the embedded Qdrant engine
+                (depth 100, and depth 10), exact ranks beyond the depth from the stored vectors;
+- exact/qdrant: the exact engine reading its vectors from the Qdrant collection;
+- naive:        one query per request (measured on the mono slices and on ``--naive-langs`` only).
+
+It checks that every variant gives identical per-query metrics, and prints the ratios to the floor.
+With ``--hnsw`` it also builds the HNSW index and reports top-100 recall of approximate search against
+exact search at the default search parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+from hybrid_qdrant.benchmarks import load_benchmark
+from hybrid_qdrant.embedding_cache import CachedEncoder
+from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.evaluation import EvalOptions, evaluate
+from hybrid_qdrant.ingest import payload_of
+from hybrid_qdrant.store import open_store
+from hybrid_qdrant.store.array import ArrayStore
+from hybrid_qdrant.store.base import CollectionSpec
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def same_values(a, b, tol=1e-9) -> bool:
+    for ra, rb in zip(a.slices, b.slices, strict=True):
+        if ra.per_query.keys() != rb.per_query.keys():
+            return False
+        for qid, va in ra.per_query.items():
+            vb = rb.per_query[qid]
+            for k, x in va.items():
+                y = vb[k]
+                if not (x == y or abs(x - y) <= tol or (np.isnan(x) and np.isnan(y))):
+                    return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--benchmark", default="xquad-r")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--model", default="intfloat/multilingual-e5-small")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument(
+        "--naive-langs", default="en,de", help="query languages for the one-query-per-request run"
+    )
+    ap.add_argument("--hnsw", action="store_true", help="also measure HNSW top-100 recall vs exact search")
+    ap.add_argument("--json", default=None, help="write the measurements to this JSON file")
+    args = ap.parse_args()
+
+    bench = load_benchmark(args.benchmark, args.data_dir)
+    encoder = CachedEncoder(
+        SentenceTransformerEncoder(EncoderSettings(model=args.model)), root=args.cache_dir
+    )
+    (pvecs, qvecs), t_encode = timed(
+        lambda: (
+            encoder.encode_passages([p.text for p in bench.passages]),
+            encoder.encode_queries([q.text for q in bench.queries]),
+        )
+    )
+    print(
+        f"{bench.name}: {len(bench.passages)} passages, {len(bench.queries)} queries, "
+        f"embeddings ready in {t_encode:.1f} s (cache)"
+    )
+    ids = [p.doc_id for p in bench.passages]
+    payloads = [payload_of(p, "bench", store_text=False) for p in bench.passages]
+    spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+    out: dict[str, float] = {}
+
+    array = ArrayStore()
+    array.ensure_collection(spec)
+    array.upsert(ids, pvecs, payloads)
+    floor, out["floor_s"] = timed(lambda: evaluate(bench, qvecs, array, EvalOptions(engine="exact")))
+
+    with tempfile.TemporaryDirectory() as tmp, open_store(location=tmp, collection="bench") as store:
+        store.ensure_collection(spec)
+        _, out["upsert_s"] = timed(lambda: store.upsert(ids, pvecs, payloads))
+        q100, out["qdrant_depth100_s"] = timed(lambda: evaluate(bench, qvecs, store, EvalOptions(depth=100)))
+        q10, out["qdrant_depth10_s"] = timed(lambda: evaluate(bench, qvecs, store, EvalOptions(depth=10)))
+        ex, out["exact_from_qdrant_s"] = timed(
+            lambda: evaluate(bench, qvecs, store, EvalOptions(engine="exact"))
+        )
+        langs = tuple(args.naive_langs.split(","))
+        sub = EvalOptions(languages=langs, depth=10)
+        batched, out["subset_batched_s"] = timed(lambda: evaluate(bench, qvecs, store, sub))
+        naive_opts = EvalOptions(languages=langs, depth=10, query_batch=1)
+        naive, out["subset_one_query_per_request_s"] = timed(
+            lambda: evaluate(bench, qvecs, store, naive_opts)
+        )
+        identical = all(same_values(floor, r) for r in (q100, q10, ex)) and same_values(batched, naive)
+        out["fallback_share_depth100"] = q100.counts["exact_fallback"] / q100.counts["query_slices"]
+        out["fallback_share_depth10"] = q10.counts["exact_fallback"] / q10.counts["query_slices"]
+        if args.hnsw:
+            _, out["hnsw_build_s"] = timed(store.optimize)
+            recalls = []
+            for lang in (None, *bench.languages[:3]):
+                exact_hits = store.search(qvecs[:2000], limit=100, lang=lang, exact=True)
+                approx_hits, t = timed(
+                    lambda lang=lang: store.search(qvecs[:2000], limit=100, lang=lang, exact=False)
+                )
+                recalls += [
+                    len({h.doc_id for h in a} & {h.doc_id for h in e}) / max(1, len(e))
+                    for a, e in zip(approx_hits, exact_hits, strict=True)
+                ]
+            out["hnsw_recall@100"] = float(np.mean(recalls))
+
+    m = floor.metrics()
+    print(
+        f"slices {floor.counts['slices']}, query-slices {floor.counts['query_slices']}; "
+        f"mono/map {m['mono/map']:.4f} cross/map {m['cross/map']:.4f} multi/map {m['multi/map']:.4f} "
+        f"multi/rank_distance {m['multi/rank_distance']:.1f}"
+    )
+    print(f"identical per-query metrics across all variants: {identical}")
+    print(f"floor (numpy brute force, exact engine on arrays): {out['floor_s']:.2f} s")
+    for key in ("qdrant_depth100_s", "qdrant_depth10_s", "exact_from_qdrant_s"):
+        print(f"{key:<28} {out[key]:8.2f} s   ratio to floor {out[key] / out['floor_s']:.2f}x")
+    print(
+        f"fallback share (queries resolved by exact scoring beyond the depth): depth 100 "
+        f"{out['fallback_share_depth100']:.3f}, depth 10 {out['fallback_share_depth10']:.3f}"
+    )
+    naive_s, batched_s = out["subset_one_query_per_request_s"], out["subset_batched_s"]
+    print(
+        f"one query per request vs batched ({args.naive_langs}): {naive_s:.2f} s vs {batched_s:.2f} s = "
+        f"{naive_s / batched_s:.1f}x"
+    )
+    if args.hnsw:
+        print(
+            f"HNSW (embedded Qdrant engine, default params): build {out['hnsw_build_s']:.1f} s, "
+            f"top-100 recall vs exact {out['hnsw_recall@100']:.4f}"
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "machine": platform.platform(),
+                    "processor": platform.processor(),
+                    **out,
+                    "identical": identical,
+                },
+                fh,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    main()
