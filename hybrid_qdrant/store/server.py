@@ -201,7 +201,7 @@ class ServerStore:
             client = QdrantClient(location=MEMORY)
         else:
             path = Path(location)
-            if (path / "catalog.json").exists():
+            if (path / "catalog.json").exists() or any(path.glob("*/collection.json")):
                 raise StoreError(f"{path} holds an embedded (edge) store; open it with engine='edge'")
             path.mkdir(parents=True, exist_ok=True)
             try:
