@@ -84,12 +84,19 @@ def payload_of(passage: Passage, tag: str, store_text: bool = True) -> dict[str,
 class _Validator:
     """Checks records one by one: empty text, missing or unknown language, conflicting duplicate ids."""
 
-    def __init__(self, languages: Sequence[str] | None, on_error: str, stats: IngestStats) -> None:
+    def __init__(
+        self,
+        languages: Sequence[str] | None,
+        on_error: str,
+        stats: IngestStats,
+        check_duplicates: bool = True,
+    ) -> None:
         if on_error not in ("stop", "skip"):
             raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
         self.languages = set(languages) if languages else None
         self.on_error = on_error
         self.stats = stats
+        self.check_duplicates = check_duplicates
         self.digests: dict[str, bytes] = {}
 
     def check(self, passage: Passage) -> bool:
@@ -103,13 +110,14 @@ class _Validator:
             reason = "missing language"
         elif self.languages is not None and passage.lang not in self.languages:
             reason = f"unknown language {passage.lang!r}"
-        elif passage.doc_id in self.digests:
+        elif self.check_duplicates and passage.doc_id in self.digests:
             if self.digests[passage.doc_id] != digest:
                 reason = "duplicate doc id with a different text"
             else:
                 return False  # an exact duplicate: written once
         if reason is None:
-            self.digests[passage.doc_id] = digest
+            if self.check_duplicates:
+                self.digests[passage.doc_id] = digest
             return True
         if self.on_error == "stop":
             raise DataError(f"passage {passage.doc_id!r}: {reason}")
@@ -141,6 +149,7 @@ def ingest(
     on_error: str = "stop",
     languages: Sequence[str] | None = None,
     store_text: bool = True,
+    check_duplicates: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> IngestStats:
     """Encode passages and write them to the store's collection.
@@ -157,6 +166,8 @@ def ingest(
         on_error: ``"stop"`` raises DataError at the first bad record; ``"skip"`` counts and skips.
         languages: allowed language codes (None: any).
         store_text: keep the passage text in the payload.
+        check_duplicates: catch a doc id that comes back with another text (keeps 8 bytes per passage
+            in memory; switch off for corpora of many millions, whose memory must not grow).
         progress: called with the number of passages handled after each block.
 
     Returns:
@@ -166,7 +177,7 @@ def ingest(
         raise ValueError("block_size, upsert_batch and queue_size must be positive")
     start = time.perf_counter()
     stats = IngestStats()
-    validator = _Validator(languages, on_error, stats)
+    validator = _Validator(languages, on_error, stats, check_duplicates)
     tag = encoder_tag(encoder.fingerprint)
     store.ensure_collection(CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint))
 

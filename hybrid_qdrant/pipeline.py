@@ -87,6 +87,8 @@ def ingest_benchmark(
     """Write the benchmark's passages, streamed ones included (resuming a partial collection)."""
     from hybrid_qdrant.benchmarks import iter_passages
 
+    streamed = getattr(benchmark, "corpus", None) is not None
+    kwargs.setdefault("check_duplicates", not streamed)  # a streamed corpus keeps memory flat
     return ingest(
         iter_passages(benchmark),
         encoder,
