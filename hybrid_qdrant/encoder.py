@@ -141,6 +141,10 @@ def load_sentence_transformer(model: str, device: str | None = None, adapter: st
         ModelError: the path does not exist, or the hub id cannot be loaded.
     """
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    if not logger.isEnabledFor(logging.INFO):
+        hf_logging.disable_progress_bar()  # keep stderr to one line on errors; -v shows them
 
     looks_local = model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") > 1
     if looks_local and not Path(model).expanduser().exists():

@@ -1,0 +1,168 @@
+"""hq end to end through typer's CliRunner on a tiny model and the LAReQA fixture files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tiny_model import build_tiny_st_model
+from typer.testing import CliRunner
+
+from hybrid_qdrant.benchmarks import load_benchmark
+from hybrid_qdrant.cli import app
+
+XQUAD = Path(__file__).parent / "fixtures" / "lareqa" / "xquad-r"
+LANGS = ["en", "de", "es"]  # the fixture's languages
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    bench = load_benchmark("xquad-r", XQUAD, LANGS)
+    texts = [p.text for p in bench.passages] + [q.text for q in bench.queries]
+    return build_tiny_st_model(tmp_path_factory.mktemp("models") / "tiny", texts)
+
+
+def hq(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def common(tmp_path, model) -> list[str]:
+    return [
+        "--benchmark",
+        "xquad-r",
+        "--data-dir",
+        str(XQUAD),
+        "--languages",
+        ",".join(LANGS),
+        "--model",
+        model,
+        "--location",
+        str(tmp_path / "qdrant"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+
+
+def test_help_is_instant_and_lists_the_commands():
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybrid_qdrant.cli", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    for command in ("ingest", "evaluate", "compare"):
+        assert command in proc.stdout
+    # heavy libraries are imported inside the commands only
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, hybrid_qdrant.cli; "
+            "print(sorted(m for m in ('torch', 'qdrant_edge', 'qdrant_client', 'transformers') "
+            "if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.stdout.strip() == "[]"
+    assert time.perf_counter() - start < 60  # generous: a sanity bound, not a timing test
+
+
+def test_evaluate_end_to_end_writes_the_report(tmp_path, tiny_model):
+    out = tmp_path / "report.json"
+    result = hq("evaluate", *common(tmp_path, tiny_model), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "xquad-r" and report["model"] == tiny_model
+    m = report["metrics"]
+    for key in (
+        "mono/map",
+        "cross/map",
+        "multi/map",
+        "multi/rank_distance",
+        "mono/recall@1",
+        "multi/recall@10",
+        "mono/ndcg@10",
+        "mono/recall@100",
+        "cross/en-de/map",
+        "mono/de-de/map",
+        "multi/de-all/map",
+    ):
+        assert key in m and 0 <= m[key] <= (1 if key != "multi/rank_distance" else 1e6), key
+    langs = report["languages"]
+    assert len([k for k in m if k.startswith("cross/") and k.endswith("/map") and k.count("/") == 2]) == len(
+        langs
+    ) * (len(langs) - 1)
+    assert report["counts"]["slices"] == len(langs) ** 2 + len(langs)
+    assert out.with_suffix(".md").read_text().startswith("# xquad-r")
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report.queries.json.gz").exists()
+
+    # a second run finds the collection complete, ingests nothing and gives the same numbers;
+    # the exact engine (numpy over the stored vectors) agrees with the Qdrant path
+    again = hq(
+        "evaluate", *common(tmp_path, tiny_model), "--engine", "exact", "--output", str(tmp_path / "b.json")
+    )
+    assert again.exit_code == 0, again.output
+    second = json.loads((tmp_path / "b.json").read_text())
+    assert second["collection"] == report["collection"]
+    assert second["metrics"] == pytest.approx(report["metrics"], abs=1e-9)
+
+
+def test_ingest_is_idempotent(tmp_path, tiny_model):
+    first = hq("ingest", *common(tmp_path, tiny_model))
+    assert first.exit_code == 0, first.output
+    second = hq("ingest", *common(tmp_path, tiny_model))
+    assert second.exit_code == 0, second.output
+    n = len(load_benchmark("xquad-r", XQUAD, LANGS).passages)
+    assert f"{n} points ({n} written" in first.output
+    assert f"{n} points (0 written, {n} already stored" in second.output
+
+
+def test_a_collection_of_another_model_is_refused_not_overwritten(tmp_path, tiny_model):
+    other = build_tiny_st_model(tmp_path / "other", ["a b c"], hidden=16, heads=2)
+    assert hq("ingest", *common(tmp_path, tiny_model), "--collection", "mine").exit_code == 0
+    result = hq("evaluate", *common(tmp_path, other), "--collection", "mine")
+    assert result.exit_code == 4
+    assert result.output.count("\n") == 1 and "error:" in result.output
+    assert hq("ingest", *common(tmp_path, tiny_model), "--collection", "mine").exit_code == 0  # still there
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--benchmark", "squad"], 2, "unknown benchmark"),
+        (["--languages", "en,xx"], 2, "xx"),
+        (["--languages", "en,ar"], 2, "ar.json"),
+        (["--data-dir", "/nonexistent/xquad"], 2, "/nonexistent/xquad"),
+        (["--model", "/nonexistent/model"], 3, "model path does not exist"),
+        (["--settings", "mono,bilingual"], 2, "unknown setting"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_model, args, code, message):
+    out = tmp_path / "r.json"
+    result = hq("evaluate", *common(tmp_path, tiny_model), *args, "--output", str(out))
+    assert result.exit_code == code, result.output
+    assert result.output.startswith("error:") and result.output.count("\n") == 1
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_malformed_benchmark_file(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    shutil.copytree(XQUAD, data)
+    (data / "de.json").write_text('{"data": [', encoding="utf-8")
+    result = hq("evaluate", *common(tmp_path, tiny_model), "--data-dir", str(data))
+    assert result.exit_code == 2 and "de.json" in result.output and result.output.count("\n") == 1
+
+
+def test_config_file_with_an_unknown_key(tmp_path, tiny_model):
+    config = tmp_path / "suite.toml"
+    config.write_text('[evaluate]\nbenchmark = "xquad-r"\ndepht = 10\n')
+    result = hq("evaluate", str(config))
+    assert result.exit_code == 2 and "did you mean 'depth'" in result.output
