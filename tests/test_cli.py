@@ -166,3 +166,58 @@ def test_config_file_with_an_unknown_key(tmp_path, tiny_model):
     config.write_text('[evaluate]\nbenchmark = "xquad-r"\ndepht = 10\n')
     result = hq("evaluate", str(config))
     assert result.exit_code == 2 and "did you mean 'depth'" in result.output
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_miracl_streams_its_corpus_and_reports_truncated_metrics(tmp_path, tiny_model):
+    out = tmp_path / "miracl.json"
+    args = [
+        "--benchmark",
+        "miracl",
+        "--data-dir",
+        str(FIXTURES / "miracl"),
+        "--languages",
+        "de,sw",
+        "--settings",
+        "mono",
+        "--model",
+        tiny_model,
+        "--location",
+        str(tmp_path / "q"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--output",
+        str(out),
+    ]
+    result = hq("evaluate", *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["options"]["metrics_truncated_at"] == 100
+    assert {"mono/ndcg@10", "mono/recall@100", "mono/de-de/ndcg@10", "mono/sw-sw/ndcg@10"} <= set(
+        report["metrics"]
+    )
+    assert "cross/map" not in report["metrics"]
+
+
+def test_beir_folder_with_languages(tmp_path, tiny_model):
+    out = tmp_path / "beir.json"
+    args = [
+        "--benchmark",
+        "beir",
+        "--data-dir",
+        str(FIXTURES / "beir" / "parallel"),
+        "--model",
+        tiny_model,
+        "--location",
+        str(tmp_path / "q"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--output",
+        str(out),
+    ]
+    result = hq("evaluate", *args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())["metrics"]
+    assert {"mono/map", "cross/map", "multi/map"} <= set(metrics)
