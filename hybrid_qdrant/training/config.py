@@ -1,0 +1,498 @@
+"""The typed training config: one frozen dataclass per TOML section, checked before training starts.
+
+A config file looks like ``training/xlmr-hybrid.toml``::
+
+    [model]
+    name = "FacebookAI/xlm-roberta-large"
+
+    [[data.sources]]
+    kind = "lareqa"
+    path = "data/xquad-r"
+
+    [train]
+    alpha = 0.5
+
+Unknown keys are rejected with a suggestion, values are type-checked and range-checked, and a local
+model path that does not exist is rejected, all when the config is built. Relative paths are relative
+to the working directory (run ``hq train`` from the repository root).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybrid_qdrant.benchmarks.lareqa import SPECS as LAREQA_SETS
+from hybrid_qdrant.encoder import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
+from hybrid_qdrant.errors import ConfigError, ModelError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+SOURCE_KINDS = ("jsonl", "parquet", "hf", "lareqa", "mmarco")
+#: The keys each kind of source accepts (besides ``kind`` and ``path``).
+SOURCE_KEYS = {
+    "jsonl": ("lang",),
+    "parquet": ("lang",),
+    "hf": ("lang", "split", "subset", "columns"),
+    "lareqa": ("name", "languages", "context"),
+    "mmarco": ("languages", "queries", "collection", "triples", "max_queries", "names"),
+}
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+NEGATIVES = ("auto", "require", "ignore")
+LANGUAGE_SAMPLING = ("uniform", "proportional")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def _at_least(value: float, low: float, where: str) -> None:
+    if value < low:
+        raise ConfigError(f"{where} = {value} must be >= {low}")
+
+
+def looks_local(model: str) -> bool:
+    """A model name that names a directory rather than a hub id (same rule as the encoder's loader)."""
+    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One source of training pairs (``[[data.sources]]``).
+
+    Attributes:
+        kind: ``jsonl`` / ``parquet`` (records with query, passage, lang, group_id, negative), ``hf``
+            (a Hugging Face dataset: hub id, data folder or ``save_to_disk`` folder), ``lareqa``
+            (XQuAD-R / MLQA-R ``{lang}.json`` files) or ``mmarco`` (per-language TSVs and id triples).
+        path: file, folder or hub id (lareqa: empty downloads the set to the cache).
+        name: lareqa: ``xquad-r`` or ``mlqa-r``.
+        lang: language of every record that has no ``lang`` field (jsonl, parquet, hf).
+        languages: languages to read (lareqa: default all of the set's; mmarco: required).
+        split / subset / columns: hf split, configuration, and pair field -> column mapping.
+        context: lareqa: append the paragraph to the gold sentence.
+        queries / collection / triples / max_queries / names: mmarco file patterns (``{lang}``,
+            ``{name}``), the triples file, a cap on query ids (0 = all), and code -> file-name language.
+    """
+
+    kind: str
+    path: str = ""
+    name: str = ""
+    lang: str | None = None
+    languages: tuple[str, ...] = ()
+    split: str = "train"
+    subset: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    context: bool = False
+    queries: str = "{lang}/queries.tsv"
+    collection: str = "{lang}/collection.tsv"
+    triples: str = "triples.tsv"
+    max_queries: int = 0
+    names: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _choice(self.kind, SOURCE_KINDS, "[[data.sources]] kind")
+        if self.kind == "lareqa":
+            _choice(self.name, tuple(LAREQA_SETS), "[[data.sources]] name")
+        elif not self.path:
+            raise ConfigError(f"[[data.sources]] of kind {self.kind!r} needs a path")
+        if self.kind == "mmarco" and not self.languages:
+            raise ConfigError("[[data.sources]] of kind 'mmarco' needs languages = [...]")
+        _at_least(self.max_queries, 0, "[[data.sources]] max_queries")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that apply to this kind of source."""
+        keys = ("kind", "path", *SOURCE_KEYS[self.kind])
+        return _plain({key: getattr(self, key) for key in keys})
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``[model]``: the base model and how texts are presented to it.
+
+    Attributes:
+        name: hub id or local directory (start local paths with ``./`` or ``/``).
+        max_seq_length: truncation length in tokens; 0 keeps the model's.
+        query_prefix / passage_prefix: prepended to queries / passages and negatives; saved as the
+            model's ``query`` / ``passage`` prompts.
+    """
+
+    name: str
+    max_seq_length: int = 0
+    query_prefix: str = DEFAULT_QUERY_PREFIX
+    passage_prefix: str = DEFAULT_PASSAGE_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("[model] name is empty")
+        if looks_local(self.name) and not Path(self.name).expanduser().exists():
+            raise ModelError(f"model path does not exist: {self.name}")
+        _at_least(self.max_seq_length, 0, "[model] max_seq_length")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """``[data]``: where the training pairs come from.
+
+    Attributes:
+        sources: one or more ``[[data.sources]]``; their pairs are concatenated.
+        languages: keep only pairs in these languages (empty: all).
+        negatives: ``auto`` uses hard negatives when every pair has one, ``require`` fails when one is
+            missing, ``ignore`` trains on (query, passage) only.
+    """
+
+    sources: tuple[DataSource, ...] = ()
+    languages: tuple[str, ...] = ()
+    negatives: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError("[data] needs at least one [[data.sources]] table")
+        _choice(self.negatives, NEGATIVES, "[data] negatives")
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """``[train]``: batches and optimisation (AdamW).
+
+    Attributes:
+        alpha: probability of a monolingual batch; 1 = X-X mono, 0 = X-Y cross, 0.5 = hybrid.
+        language_sampling: language of a mono batch, ``uniform`` or ``proportional`` to its pairs.
+        batch_size: examples per batch per device (in-batch negatives: batch_size - 1, times the number
+            of devices with ``gather_across_devices``).
+        learning_rate / weight_decay / warmup_ratio / lr_scheduler / max_grad_norm: AdamW and schedule.
+        epochs / max_steps: training length; max_steps > 0 wins over epochs. An epoch is as many examples
+            as there are training pairs.
+        seed: seeds the model init, the dropout and the batch sampler (epoch e uses seed + e).
+        precision: ``auto`` (bf16 or fp16 on a CUDA GPU, else fp32), ``fp32``, ``fp16``, ``bf16``;
+            fp16 / bf16 without a CUDA GPU are refused.
+        gradient_checkpointing: trade compute for activation memory.
+        resume: continue from the latest ``checkpoint-*`` in the output directory.
+        dataloader_workers: worker processes for batch collation (0: in the main process).
+    """
+
+    alpha: float = 0.5
+    language_sampling: str = "uniform"
+    batch_size: int = 100
+    learning_rate: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: int = 0
+    seed: int = 42
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    resume: bool = False
+    dataloader_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"[train] alpha = {self.alpha} is outside [0, 1]")
+        _choice(self.language_sampling, LANGUAGE_SAMPLING, "[train] language_sampling")
+        _choice(self.precision, PRECISIONS, "[train] precision")
+        _choice(self.lr_scheduler, SCHEDULERS, "[train] lr_scheduler")
+        _at_least(self.batch_size, 2, "[train] batch_size")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"[train] learning_rate = {self.learning_rate} must be > 0")
+        _at_least(self.weight_decay, 0, "[train] weight_decay")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"[train] warmup_ratio = {self.warmup_ratio} is outside [0, 1)")
+        _at_least(self.max_steps, 0, "[train] max_steps")
+        if self.max_steps == 0 and self.epochs <= 0:
+            raise ConfigError("[train] needs epochs > 0 or max_steps > 0")
+        _at_least(self.seed, 0, "[train] seed")
+        _at_least(self.dataloader_workers, 0, "[train] dataloader_workers")
+
+
+@dataclass(frozen=True)
+class LossSection:
+    """``[loss]``: InfoNCE with in-batch negatives (and the hard negative when the data has one).
+
+    Attributes:
+        cached: GradCache (CachedMultipleNegativesRankingLoss): a large batch in the memory of
+            ``mini_batch_size``, same gradients.
+        mini_batch_size: examples per forward pass of the cached loss.
+        temperature: softmax temperature (the loss' scale is 1 / temperature).
+        symmetric: add the passage-to-query term (one softmax per direction, averaged).
+        gather_across_devices: use the other devices' examples as negatives too (DDP); no effect on one.
+    """
+
+    cached: bool = False
+    mini_batch_size: int = 32
+    temperature: float = 0.05
+    symmetric: bool = False
+    gather_across_devices: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least(self.mini_batch_size, 1, "[loss] mini_batch_size")
+        if self.temperature <= 0:
+            raise ConfigError(f"[loss] temperature = {self.temperature} must be > 0")
+
+
+@dataclass(frozen=True)
+class ValidationSection:
+    """``[validation]``: held-out validation loss, early stopping and an optional retrieval check.
+
+    Attributes:
+        fraction: share of parallel groups held out of training (0: none); translations stay together.
+        sources: explicit validation pairs (``[[validation.sources]]``) instead of a held-out fraction.
+        eval_steps: evaluate every this many steps (0: at every checkpoint).
+        early_stopping_patience: stop after this many evaluations without a lower validation loss
+            (0: off); the best checkpoint is the one saved.
+        ir_evaluation: also run sentence-transformers' InformationRetrievalEvaluator on the validation
+            pairs: mono (per language), cross (per query language, other languages' passages), multi.
+    """
+
+    fraction: float = 0.0
+    sources: tuple[DataSource, ...] = ()
+    eval_steps: int = 0
+    early_stopping_patience: int = 0
+    ir_evaluation: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction < 1.0:
+            raise ConfigError(f"[validation] fraction = {self.fraction} is outside [0, 1)")
+        if self.fraction and self.sources:
+            raise ConfigError("[validation] give either fraction or [[validation.sources]], not both")
+        _at_least(self.eval_steps, 0, "[validation] eval_steps")
+        _at_least(self.early_stopping_patience, 0, "[validation] early_stopping_patience")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.fraction or self.sources)
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    """``[output]``: where checkpoints and the final model go.
+
+    Attributes:
+        dir: output directory: ``checkpoint-N`` folders and the final model in ``final/``.
+        save_steps / save_total_limit: checkpoint every N steps, keep the newest few (0: all).
+        logging_steps: log loss, learning rate and the realised mono / cross batch share every N steps.
+        report_to: trainer integrations (``none``, ``tensorboard``, ``wandb``, ...).
+    """
+
+    dir: str = "runs/train"
+    save_steps: int = 500
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    report_to: tuple[str, ...] = ("none",)
+
+    def __post_init__(self) -> None:
+        if not self.dir:
+            raise ConfigError("[output] dir is empty")
+        _at_least(self.save_steps, 1, "[output] save_steps")
+        _at_least(self.save_total_limit, 0, "[output] save_total_limit")
+        _at_least(self.logging_steps, 1, "[output] logging_steps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run; see the section classes for each key."""
+
+    model: ModelSection
+    data: DataSection
+    train: TrainSection = field(default_factory=TrainSection)
+    loss: LossSection = field(default_factory=LossSection)
+    validation: ValidationSection = field(default_factory=ValidationSection)
+    output: OutputSection = field(default_factory=OutputSection)
+
+    def __post_init__(self) -> None:
+        v = self.validation
+        if v.early_stopping_patience and not v.enabled:
+            raise ConfigError(
+                "[validation] early_stopping_patience needs validation data: "
+                "set fraction or [[validation.sources]]"
+            )
+        if v.early_stopping_patience and v.eval_steps and self.output.save_steps % v.eval_steps:
+            raise ConfigError(
+                f"[output] save_steps = {self.output.save_steps} must be a multiple of "
+                f"[validation] eval_steps = {v.eval_steps} for early stopping (the best checkpoint is kept)"
+            )
+        if self.loss.cached and self.loss.mini_batch_size > self.train.batch_size:
+            raise ConfigError(
+                f"[loss] mini_batch_size = {self.loss.mini_batch_size} exceeds [train] batch_size = "
+                f"{self.train.batch_size}"
+            )
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output.dir).expanduser()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain TOML-ready data (what :func:`config_from_dict` reads back)."""
+        data = _plain(dataclasses.asdict(self))
+        for section in ("data", "validation"):
+            data[section]["sources"] = [s.to_dict() for s in getattr(self, section).sources]
+        return data
+
+
+SECTIONS = {
+    "model": ModelSection,
+    "data": DataSection,
+    "train": TrainSection,
+    "loss": LossSection,
+    "validation": ValidationSection,
+    "output": OutputSection,
+}
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read a TOML config, apply ``{"section.key": value}`` overrides, and check everything.
+
+    Raises:
+        ConfigError: unreadable TOML, an unknown key, a bad type or value. ModelError: a missing model path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file does not exist: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return config_from_dict(apply_overrides(data, overrides or {}))
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of raw config data with ``{"section.key": value}`` set (sections are created as needed)."""
+    data = {name: dict(value) if isinstance(value, dict) else value for name, value in data.items()}
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        if not key or "." in key:
+            raise ConfigError(f"override {dotted!r} must look like section.key, e.g. train.alpha")
+        if section not in SECTIONS:
+            hint = _suggest(section, SECTIONS)
+            raise ConfigError(f"unknown section [{section}] in override {dotted!r}{hint}")
+        data.setdefault(section, {})[key] = value
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.alpha=0.3"`` -> ``("train.alpha", 0.3)``; the value is TOML, or a bare string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.strip(), value
+
+
+def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """Build and check a TrainConfig from parsed TOML."""
+    unknown = [name for name in data if name not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]{_suggest(unknown[0], SECTIONS)}")
+    if "model" not in data:
+        raise ConfigError("missing section [model] (with name = hub id or local path)")
+    if "data" not in data:
+        raise ConfigError("missing section [data] (with at least one [[data.sources]] table)")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = _build(cls, table, f"[{name}]", name)
+    return TrainConfig(**sections)
+
+
+def _build(cls: type, table: Mapping[str, Any], where: str, dotted: str) -> Any:
+    """Instantiate a section dataclass from a TOML table, rejecting unknown keys and bad types.
+
+    ``where`` names the table in messages (``[train]``, ``[[data.sources]]``); ``dotted`` is its path.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in table:
+        if key not in names:
+            raise ConfigError(f"unknown key {key!r} in {where}{_suggest(key, names)}")
+    kind = table.get("kind")
+    if cls is DataSource and kind in SOURCE_KEYS:
+        allowed = {"kind", "path", *SOURCE_KEYS[kind]}
+        for key in table:
+            if key not in allowed:
+                raise ConfigError(
+                    f"key {key!r} does not apply to a {kind!r} source in {where}; "
+                    f"its keys: {', '.join(sorted(allowed))}"
+                )
+    values = {key: _coerce(value, hints[key], where, f"{dotted}.{key}") for key, value in table.items()}
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
+    if missing:
+        raise ConfigError(f"missing key {missing[0]!r} in {where}")
+    return cls(**values)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _coerce(value: Any, hint: Any, where: str, dotted: str) -> Any:
+    """Check a TOML value against a type hint; ints widen to floats, lists become tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    key = f"{where} {dotted.rpartition('.')[2]}"
+    if origin in (typing.Union, types.UnionType):
+        return _coerce(value, next(a for a in args if a is not type(None)), where, dotted)
+    if origin is tuple:
+        items = [value] if isinstance(value, (str, dict)) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{key} must be a list, got {_toml_type(value)}")
+        if dataclasses.is_dataclass(args[0]):
+            if not all(isinstance(item, dict) for item in items):
+                raise ConfigError(f"{key} must be tables: [[{dotted}]]")
+            return tuple(_build(args[0], item, f"[[{dotted}]]", dotted) for item in items)
+        return tuple(_coerce(item, args[0], where, dotted) for item in items)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{key} must be a table of strings")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {_toml_type(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {_toml_type(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {_toml_type(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {_toml_type(value)}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r}")  # a programming error, not a user error
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    names[dict] = "a table"
+    return names.get(type(value), type(value).__name__)
+
+
+def _suggest(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
