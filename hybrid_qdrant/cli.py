@@ -66,7 +66,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 ConfigArg = typer.Argument(
-    None, help="TOML config (section [evaluate]); flags override it.", show_default=False
+    None,
+    help="TOML config (keys at top level or under an evaluate table); flags override it.",
+    show_default=False,
 )
 BenchmarkOpt = typer.Option(None, "--benchmark", "-b", help="xquad-r | mlqa-r | beir | miracl")
 DataDirOpt = typer.Option(
@@ -183,6 +185,19 @@ def ingest(
     on_error: str | None = OnErrorOpt,
     cache_dir: str | None = CacheDirOpt,
     cache: bool | None = NoCacheOpt,
+    alias: str | None = typer.Option(
+        None,
+        "--alias",
+        help="Zero-downtime re-index: fill ALIAS_v<n>, then switch ALIAS to it (old one kept).",
+    ),
+    quantization: str | None = typer.Option(None, "--quantization", help="Server: scalar (int8) or binary."),
+    hnsw_m: int | None = typer.Option(None, "--hnsw-m", help="Server: HNSW graph degree m."),
+    hnsw_ef_construct: int | None = typer.Option(
+        None, "--hnsw-ef-construct", help="Server: HNSW ef_construct."
+    ),
+    shards: int | None = typer.Option(None, "--shards", help="Server: shard number (clusters)."),
+    replicas: int | None = typer.Option(None, "--replicas", help="Server: replication factor (clusters)."),
+    on_disk: bool | None = typer.Option(None, "--on-disk/--in-memory", help="Server: keep vectors on disk."),
     verbose: bool = VerboseOpt,
 ) -> None:
     """Encode a benchmark's passages into a Qdrant collection (idempotent; resumes where it stopped)."""
@@ -210,22 +225,49 @@ def ingest(
         on_error=on_error,
         cache_dir=cache_dir,
         use_cache=cache,
+        alias=alias,
+        quantization=quantization,
+        hnsw_m=hnsw_m,
+        hnsw_ef_construct=hnsw_ef_construct,
+        shard_number=shards,
+        replication_factor=replicas,
+        on_disk=on_disk,
     )
-    from hybrid_qdrant.pipeline import default_collection, ingest_benchmark, open_collection
+    from hybrid_qdrant.pipeline import (
+        default_collection,
+        ingest_benchmark,
+        open_collection,
+        reindex_with_alias,
+    )
 
+    if cfg.alias and (cfg.collection or cfg.recreate):
+        raise HQError(
+            "--alias writes a new versioned collection; it takes neither --collection nor --recreate"
+        )
     bench = _load(cfg)
     encoder = _encoder(cfg)
-    name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
+    name = cfg.alias or cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
     with (
         open_collection(_store_options(cfg), name) as store,
         _progress(len(bench.passages), "passages") as bar,
     ):
-        stats = ingest_benchmark(bench, encoder, store, on_error=cfg.on_error, progress=bar.update)
+
+        def write(target):
+            return ingest_benchmark(bench, encoder, target, on_error=cfg.on_error, progress=bar.update)
+
+        if cfg.alias:
+            done = reindex_with_alias(store, cfg.alias, write)
+            stats, name = done.stats, done.collection
+        else:
+            stats = write(store)
         total = store.count()
     typer.echo(
         f"collection {name}: {total} points ({stats.encoded} written, {stats.already_stored} already stored, "
         f"{sum(stats.skipped.values())} skipped) in {stats.seconds:.1f} s"
     )
+    if cfg.alias:
+        kept = f"; {done.previous} kept (hq collections delete {done.previous})" if done.previous else ""
+        typer.echo(f"alias {cfg.alias} -> {name}{kept}")
     for line in stats.skipped_examples:
         typer.echo(f"  skipped {line}")
 
@@ -365,6 +407,75 @@ def compare(
         payload = {"a": str(report_a), "b": str(report_b), "rows": [r.as_dict() for r in rows]}
         atomic_write_bytes(output, (json.dumps(payload, indent=1) + "\n").encode())
         typer.echo(f"wrote {output}")
+
+
+collections_app = typer.Typer(
+    help="List, delete and alias collections (never implicit).", no_args_is_help=True
+)
+app.add_typer(collections_app, name="collections")
+
+
+def _open_location(location: str | None, url: str | None, api_key_env: str | None, api_key_file: str | None):
+    from hybrid_qdrant.pipeline import open_collection
+
+    cfg = _config(None, location=location, url=url, api_key_env=api_key_env, api_key_file=api_key_file)
+    return open_collection(_store_options(cfg), "hq-admin")
+
+
+@collections_app.command("list")
+@handle_errors
+def collections_list(
+    location: str | None = LocationOpt,
+    url: str | None = UrlOpt,
+    api_key_env: str | None = KeyEnvOpt,
+    api_key_file: str | None = KeyFileOpt,
+) -> None:
+    """Collections with their point counts, dimension and aliases."""
+    with _open_location(location, url, api_key_env, api_key_file) as store:
+        aliases = store.aliases()
+        for name in sorted(store.collections()):
+            with store.for_collection(name) as one:
+                spec = one.spec()
+                names = ", ".join(sorted(a for a, target in aliases.items() if target == name))
+                typer.echo(
+                    f"{name}\t{one.count()} points\tdim {spec.dim if spec else '?'}"
+                    + (f"\taliases: {names}" if names else "")
+                )
+
+
+@collections_app.command("delete")
+@handle_errors
+def collections_delete(
+    name: str = typer.Argument(..., help="Collection to drop."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm: the collection and its points are dropped."),
+    location: str | None = LocationOpt,
+    url: str | None = UrlOpt,
+    api_key_env: str | None = KeyEnvOpt,
+    api_key_file: str | None = KeyFileOpt,
+) -> None:
+    """Drop a collection (refused while an alias points to it; needs --yes)."""
+    if not yes:
+        raise HQError(f"refusing to delete collection {name!r} without --yes")
+    with _open_location(location, url, api_key_env, api_key_file) as store:
+        if not store.delete_collection(name):
+            raise HQError(f"no collection {name!r}")
+    typer.echo(f"deleted {name}")
+
+
+@collections_app.command("alias")
+@handle_errors
+def collections_alias(
+    alias: str = typer.Argument(..., help="Alias name."),
+    collection: str = typer.Argument(..., help="Collection it should point to."),
+    location: str | None = LocationOpt,
+    url: str | None = UrlOpt,
+    api_key_env: str | None = KeyEnvOpt,
+    api_key_file: str | None = KeyFileOpt,
+) -> None:
+    """Point an alias at a collection atomically (e.g. to roll back a re-index)."""
+    with _open_location(location, url, api_key_env, api_key_file) as store:
+        store.set_alias(alias, collection)
+    typer.echo(f"alias {alias} -> {collection}")
 
 
 def main() -> None:

@@ -83,7 +83,14 @@ class EvaluateConfig:
     prefer_grpc: bool = False
     timeout: float = 30.0
     collection: str | None = None
+    alias: str | None = None
     recreate: bool = False
+    quantization: str | None = None
+    hnsw_m: int | None = None
+    hnsw_ef_construct: int | None = None
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    on_disk: bool | None = None
     on_error: str = "stop"
     settings: list[str] | None = None
     engine: str = "qdrant"

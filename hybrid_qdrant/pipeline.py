@@ -152,3 +152,43 @@ def run_evaluation(
     timings["retrieve_and_score"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     return EvaluationRun(result, collection, stats, timings)
+
+
+@dataclass
+class ReindexResult:
+    """What ``reindex_with_alias`` did: the collection written, the alias switch, the ingestion."""
+
+    alias: str
+    collection: str
+    previous: str | None
+    stats: IngestStats
+
+
+def reindex_with_alias(store, alias: str, write: Callable[[Any], IngestStats]) -> ReindexResult:
+    """Zero-downtime re-index: fill a new versioned collection, then switch ``alias`` to it atomically.
+
+    Queries through the alias keep hitting the old collection until the switch; the old collection is
+    kept (delete it with ``hq collections delete``). An interrupted re-index is resumed: the newest
+    ``{alias}_v{n}`` that the alias does not point to is an unfinished one and is filled up, not
+    started again.
+
+    Args:
+        store: a store opened at the location or server (any collection name).
+        alias: the alias queries use.
+        write: fills the store it is given (e.g. ``lambda s: ingest_benchmark(bench, enc, s)``).
+    """
+    from hybrid_qdrant.store.naming import next_version, versioned_name
+
+    previous = store.aliases().get(alias)
+    versions = [c for c in store.collections() if re.fullmatch(re.escape(alias) + r"_v\d+", c)]
+    newest = max(versions, key=lambda c: int(c.rsplit("_v", 1)[1]), default=None)
+    if newest is not None and newest != previous:
+        target = newest
+        logger.info("resuming the unfinished re-index into %s", target)
+    else:
+        target = next_version(alias, store.collections()) if versions else versioned_name(alias, 1)
+    with store.for_collection(target) as new_store:
+        stats = write(new_store)
+    store.set_alias(alias, target)
+    logger.info("alias %s -> %s (was %s)", alias, target, previous)
+    return ReindexResult(alias, target, previous, stats)

@@ -221,3 +221,25 @@ def test_beir_folder_with_languages(tmp_path, tiny_model):
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())["metrics"]
     assert {"mono/map", "cross/map", "multi/map"} <= set(metrics)
+
+
+def test_alias_reindex_switches_atomically_and_keeps_the_old_collection(tmp_path, tiny_model):
+    location = ["--location", str(tmp_path / "qdrant")]
+    first = hq("ingest", *common(tmp_path, tiny_model), "--alias", "prod")
+    assert first.exit_code == 0, first.output
+    assert "alias prod -> prod_v1" in first.output
+    second = hq("ingest", *common(tmp_path, tiny_model), "--alias", "prod")
+    assert second.exit_code == 0, second.output
+    assert "alias prod -> prod_v2; prod_v1 kept" in second.output
+    listing = hq("collections", "list", *location)
+    assert listing.exit_code == 0, listing.output
+    assert "prod_v1" in listing.output and "prod_v2" in listing.output and "aliases: prod" in listing.output
+    # evaluation through the alias reads the new collection
+    result = hq("evaluate", *common(tmp_path, tiny_model), "--collection", "prod", "--settings", "mono")
+    assert result.exit_code == 0, result.output
+    refused = hq("collections", "delete", "prod_v1", *location)
+    assert refused.exit_code == 1 and "without --yes" in refused.output
+    in_use = hq("collections", "delete", "prod_v2", "--yes", *location)
+    assert in_use.exit_code != 0 and "alias" in in_use.output
+    assert hq("collections", "delete", "prod_v1", "--yes", *location).exit_code == 0
+    assert "prod_v1" not in hq("collections", "list", *location).output
