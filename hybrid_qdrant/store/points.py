@@ -39,7 +39,8 @@ def stored_payload(doc_id: str, payload: dict[str, Any], tag: str | None) -> dic
 
 def record_doc_id(record: Any) -> str:
     """The doc id of a returned point (its payload's, else the point id)."""
-    return (record.payload or {}).get(DOC_ID_KEY, str(record.id))
+    doc_id = (record.payload or {}).get(DOC_ID_KEY)
+    return doc_id if doc_id is not None else str(record.id)
 
 
 def sorted_hits(points: Sequence[Any], negate: bool = False) -> list[Hit]:
