@@ -155,6 +155,20 @@ class _Answer400Echo(_Answer401):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _reply
 
 
+class _OldServer(_Answer401):
+    """A Qdrant 1.9 root endpoint (no Query API)."""
+
+    def _reply(self) -> None:
+        body = b'{"title": "qdrant - vector search engine", "version": "1.9.7"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _reply
+
+
 def _serve(handler) -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -174,6 +188,13 @@ def answers_401() -> Iterator[str]:
 @pytest.fixture
 def answers_400() -> Iterator[str]:
     yield from _serve(_Answer400Echo)
+
+
+def test_too_old_server_is_refused():
+    for url in _serve(_OldServer):
+        with pytest.raises(StoreError) as err:
+            open_store(url=url, api_key=API_KEY, collection="c", timeout=2)
+        assert str(err.value) == f"Qdrant at {url} is version 1.9.7; hybrid-qdrant needs 1.11 or a newer 1.x"
 
 
 def test_unreachable_server_fails_fast_with_one_line():

@@ -479,8 +479,8 @@ class ServerStore:
             )
         elif parsed[0] != 1 or parsed < MIN_SERVER:
             raise StoreError(
-                f"Qdrant at {self._where} is version {version}; hybrid-qdrant needs 1.x, "
-                f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or newer"
+                f"Qdrant at {self._where} is version {version}; hybrid-qdrant needs "
+                f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or a newer 1.x"
             )
         else:
             client = _parse_version(importlib.metadata.version("qdrant-client"))
