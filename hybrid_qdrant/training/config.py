@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -29,14 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from hybrid_qdrant.benchmarks.lareqa import SPECS as LAREQA_SETS
+from hybrid_qdrant.config import check_keys, read_toml
 from hybrid_qdrant.encoder import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
 from hybrid_qdrant.errors import ConfigError, ModelError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 SOURCE_KINDS = ("jsonl", "parquet", "hf", "lareqa", "mmarco")
 #: The keys each kind of source accepts (besides ``kind`` and ``path``).
@@ -178,6 +175,8 @@ class TrainSection:
         precision: ``auto`` (bf16 or fp16 on a CUDA GPU, else fp32), ``fp32``, ``fp16``, ``bf16``;
             fp16 / bf16 without a CUDA GPU are refused.
         gradient_checkpointing: trade compute for activation memory.
+        freeze_embeddings: keep the token-embedding matrix fixed; with a large multilingual vocabulary
+            (250k x 384 in multilingual-e5-small) that makes CPU steps about 3x faster.
         resume: continue from the latest ``checkpoint-*`` in the output directory.
         dataloader_workers: worker processes for batch collation (0: in the main process).
     """
@@ -195,6 +194,7 @@ class TrainSection:
     seed: int = 42
     precision: str = "auto"
     gradient_checkpointing: bool = False
+    freeze_embeddings: bool = False
     resume: bool = False
     dataloader_workers: int = 0
 
@@ -357,14 +357,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     Raises:
         ConfigError: unreadable TOML, an unknown key, a bad type or value. ModelError: a missing model path.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file does not exist: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    return config_from_dict(apply_overrides(data, overrides or {}))
+    return config_from_dict(apply_overrides(read_toml(path), overrides or {}))
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -416,11 +409,8 @@ def _build(cls: type, table: Mapping[str, Any], where: str, dotted: str) -> Any:
 
     ``where`` names the table in messages (``[train]``, ``[[data.sources]]``); ``dotted`` is its path.
     """
+    check_keys(table, cls, where)
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in table:
-        if key not in names:
-            raise ConfigError(f"unknown key {key!r} in {where}{_suggest(key, names)}")
     kind = table.get("kind")
     if cls is DataSource and kind in SOURCE_KEYS:
         allowed = {"kind", "path", *SOURCE_KEYS[kind]}

@@ -1,0 +1,122 @@
+"""Training end to end on the tiny fixture model, offline: hybrid batches, cached loss, hard negatives,
+validation, save, reload, encode; and resuming after a crash gives the uninterrupted result."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+import typer
+from safetensors.numpy import load_file
+from tiny_model import build_tiny_st_model
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
+from hybrid_qdrant.training.command import train_command
+from hybrid_qdrant.training.config import config_from_dict
+from hybrid_qdrant.training.trainer import train
+
+FIXTURES = Path(__file__).parent / "fixtures" / "training"
+PAIRS = FIXTURES / "pairs.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    records = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+    texts = [r[key] for r in records for key in ("query", "passage", "negative")]
+    return build_tiny_st_model(tmp_path_factory.mktemp("models") / "tiny", texts)
+
+
+def run_config(model: str, out: Path, **sections) -> dict:
+    """A few steps of hybrid training on the fixture pairs (which all carry a hard negative)."""
+    data = {
+        "model": {"name": model},
+        "data": {"sources": [{"kind": "jsonl", "path": str(PAIRS)}]},
+        "train": {"alpha": 0.5, "batch_size": 4, "learning_rate": 1e-3, "max_steps": 4, "warmup_ratio": 0.0},
+        "loss": {"cached": True, "mini_batch_size": 2},
+        "output": {"dir": str(out), "save_steps": 2, "logging_steps": 1},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return data
+
+
+def weights(model_dir: Path) -> dict[str, np.ndarray]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_hybrid_training_through_the_command_saves_a_model_with_prompts(tmp_path, tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "run"
+    config = run_config(
+        tiny_model,
+        out,
+        validation={"fraction": 0.25, "eval_steps": 2, "early_stopping_patience": 3, "ir_evaluation": True},
+    )
+    (tmp_path / "run.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
+    app = typer.Typer()
+    app.command()(train_command)
+
+    result = CliRunner().invoke(app, [str(tmp_path / "run.toml"), "--seed", "7"])
+
+    assert result.exit_code == 0, result.output
+    final = out / "final"
+    assert result.output.strip().splitlines()[-1] == str(final)
+    model = SentenceTransformer(str(final), device="cpu")
+    assert model.prompts["query"] == "query: " and model.prompts["passage"] == "passage: "
+    embeddings = model.encode_query(["where is the river", "wo ist Fluss"])
+    assert embeddings.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    before, after = weights(Path(tiny_model)), weights(final)
+    assert any(not np.allclose(before[k], after[k]) for k in before)  # it trained
+
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8"))
+    train_logs = [log for log in state["log_history"] if "loss" in log]
+    assert len(train_logs) == 4
+    assert all(
+        0.0 <= log["mono_share"] <= 1.0 and log["mono_share"] + log["cross_share"] == 1.0
+        for log in train_logs
+    )
+    eval_logs = [log for log in state["log_history"] if "eval_loss" in log]
+    assert [log["step"] for log in eval_logs] == [2, 4]
+    assert "eval_multi_cosine_ndcg@10" in eval_logs[-1] and "eval_cross-de_cosine_ndcg@10" in eval_logs[-1]
+    saved = (out / "train_config.toml").read_text(encoding="utf-8")
+    assert "seed = 7" in saved and "alpha = 0.5" in saved
+
+
+class Crash(TrainerCallback):
+    """Fails the run right after the given step (a checkpoint exists from an earlier step)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_a_crash_continues_to_the_uninterrupted_result(tmp_path, tiny_model):
+    whole = train(config_from_dict(run_config(tiny_model, tmp_path / "whole")))
+
+    crashed = run_config(tiny_model, tmp_path / "crashed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config_from_dict(crashed), callbacks=[Crash(step=3)])
+    assert (tmp_path / "crashed" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "crashed" / "final").exists()
+
+    resumed = copy.deepcopy(crashed)
+    resumed["train"]["resume"] = True
+    final = train(config_from_dict(resumed))
+
+    state = json.loads(
+        (tmp_path / "crashed" / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8")
+    )
+    assert state["global_step"] == 4
+    expected, got = weights(whole), weights(final)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-6, err_msg=key)
