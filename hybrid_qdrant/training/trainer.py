@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -174,6 +175,8 @@ def training_arguments(
         bf16=precision == "bf16",
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # several processes without a GPU (torchrun on CPUs): DDP over gloo rather than N copies
+        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         prompts={"query": m.query_prefix, "passage": m.passage_prefix, "negative": m.passage_prefix},
         save_strategy="steps",
         save_steps=o.save_steps,
