@@ -83,7 +83,7 @@ def main() -> None:
         f"embeddings ready in {t_encode:.1f} s (cache)"
     )
     ids = [p.doc_id for p in bench.passages]
-    payloads = [payload_of(p, "bench", store_text=False) for p in bench.passages]
+    payloads = [payload_of(p, store_text=False) for p in bench.passages]
     spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
     out: dict[str, float] = {}
 

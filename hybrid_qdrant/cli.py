@@ -22,6 +22,10 @@ app = typer.Typer(
 )
 
 
+#: API keys read by this process, scrubbed from any unexpected error text.
+_SECRETS: list[str] = []
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -46,9 +50,10 @@ def handle_errors(func):
         except Exception as exc:  # unexpected: one scrubbed line, never a traceback with locals
             if debug:
                 raise
-            from hybrid_qdrant.secrets import scrub
+            from hybrid_qdrant.store.connection import scrub
 
-            _fail(scrub(f"{type(exc).__name__}: {exc}".splitlines()[0]) + " (HQ_DEBUG=1 for a traceback)", 1)
+            message = scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], *_SECRETS)
+            _fail(message + " (HQ_DEBUG=1 for a traceback)", 1)
 
     return wrapper
 
@@ -132,9 +137,14 @@ def _encoder(cfg):
 
 def _store_options(cfg):
     from hybrid_qdrant.pipeline import StoreOptions
-    from hybrid_qdrant.secrets import read_api_key
+    from hybrid_qdrant.store.connection import API_KEY_ENV, resolve_api_key
 
-    api_key = read_api_key(cfg.api_key_env, cfg.api_key_file) if cfg.url else None
+    api_key = None
+    if cfg.url:
+        environ = {API_KEY_ENV: os.environ.get(cfg.api_key_env, "")}
+        api_key = resolve_api_key(None, cfg.api_key_file, environ=environ)
+        if api_key:
+            _SECRETS.append(api_key)
     return StoreOptions(
         location=cfg.location,
         url=cfg.url,

@@ -244,7 +244,7 @@ def _qdrant_ranks(
         for offset, query_hits in enumerate(hits):
             i = start + offset
             qid = qids[i]
-            ordered = sorted(query_hits, key=lambda h: (-h.score, h.doc_id))
+            ordered = query_hits  # score descending, ties by doc id (the store contract)
             # a tie across the depth boundary makes the order inside it undecidable from these hits
             boundary_tie = len(ordered) > depth and ordered[depth].score == ordered[depth - 1].score
             top = ordered[:depth]

@@ -22,7 +22,6 @@ import numpy as np
 from hybrid_qdrant.errors import DataError, HQError
 from hybrid_qdrant.store.base import (
     DOC_ID_KEY,
-    ENCODER_KEY,
     GROUP_KEY,
     LANG_KEY,
     TEXT_KEY,
@@ -64,14 +63,9 @@ class IngestStats:
             self.skipped_examples.append(f"{doc_id}: {reason}")
 
 
-def encoder_tag(fingerprint: str) -> str:
-    """Short stable hash of an encoder fingerprint, stored in every payload."""
-    return hashlib.sha1(fingerprint.encode("utf-8")).hexdigest()[:16]
-
-
-def payload_of(passage: Passage, tag: str, store_text: bool = True) -> dict[str, Any]:
-    """The payload of a passage's point: lang, doc id, parallel group, text, encoder tag."""
-    payload: dict[str, Any] = {LANG_KEY: passage.lang, DOC_ID_KEY: passage.doc_id, ENCODER_KEY: tag}
+def payload_of(passage: Passage, store_text: bool = True) -> dict[str, Any]:
+    """A passage's payload: lang, doc id, parallel group, text (the store adds the encoder tag)."""
+    payload: dict[str, Any] = {LANG_KEY: passage.lang, DOC_ID_KEY: passage.doc_id}
     if passage.group_id is not None:
         payload[GROUP_KEY] = passage.group_id
     if store_text:
@@ -178,7 +172,6 @@ def ingest(
     start = time.perf_counter()
     stats = IngestStats()
     validator = _Validator(languages, on_error, stats, check_duplicates)
-    tag = encoder_tag(encoder.fingerprint)
     store.ensure_collection(CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint))
 
     def write(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
@@ -220,7 +213,7 @@ def ingest(
                 t0 = time.perf_counter()
                 vectors = encoder.encode_passages([p.text for p in good])  # (n, dim)
                 stats.encode_seconds += time.perf_counter() - t0
-                item = ([p.doc_id for p in good], vectors, [payload_of(p, tag, store_text) for p in good])
+                item = ([p.doc_id for p in good], vectors, [payload_of(p, store_text) for p in good])
                 if thread:
                     if failure:
                         break

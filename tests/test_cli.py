@@ -243,3 +243,25 @@ def test_alias_reindex_switches_atomically_and_keeps_the_old_collection(tmp_path
     assert in_use.exit_code != 0 and "alias" in in_use.output
     assert hq("collections", "delete", "prod_v1", "--yes", *location).exit_code == 0
     assert "prod_v1" not in hq("collections", "list", *location).output
+
+
+KEY = "hq-test-key-6f0c2b"
+
+
+def test_cli_never_prints_the_api_key(tmp_path, tiny_model, monkeypatch):
+    from test_store_server import _Answer401, _serve
+
+    monkeypatch.setenv("QDRANT_API_KEY", KEY)
+    base = ["evaluate", *common(tmp_path, tiny_model), "--timeout", "2"]
+    unreachable = hq(*base, "--url", "http://127.0.0.1:1")
+    assert unreachable.exit_code == 4 and "cannot reach Qdrant" in unreachable.output
+    assert KEY not in unreachable.output and unreachable.output.count("\n") == 1
+    for server in _serve(_Answer401):
+        rejected = hq(*base, "--url", server)
+        assert rejected.exit_code == 4 and "rejected the API key (401)" in rejected.output
+        assert KEY not in rejected.output
+        key_file = tmp_path / "key"
+        key_file.write_text(KEY + "\n")
+        monkeypatch.delenv("QDRANT_API_KEY")
+        from_file = hq(*base, "--url", server, "--api-key-file", str(key_file), "--verbose")
+        assert from_file.exit_code == 4 and KEY not in from_file.output

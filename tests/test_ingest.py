@@ -13,8 +13,9 @@ import pytest
 from mock_encoder import KeywordEncoder
 
 from hybrid_qdrant.errors import DataError
-from hybrid_qdrant.ingest import encoder_tag, ingest
+from hybrid_qdrant.ingest import ingest
 from hybrid_qdrant.store import open_store
+from hybrid_qdrant.store.compat import encoder_tag
 from hybrid_qdrant.types import Passage
 
 WORDS = ["cat", "dog", "bird", "runs", "sits", "flies"]

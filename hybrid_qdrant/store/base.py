@@ -70,7 +70,8 @@ class VectorStore(Protocol):
     Contract:
         - ``upsert`` is idempotent: point ids are ``point_id(doc_id)``, so writing the same documents
           twice leaves the same points. Writes are durable when it returns (``wait=True``).
-        - ``search`` returns, per query vector, hits sorted by score descending; ``lang`` restricts
+        - ``search`` returns, per query vector, hits sorted by score descending, ties by doc id
+          ascending (evaluation relies on this order); ``lang`` restricts
           the search to passages of that language (a payload filter), ``None`` searches all.
           ``exact=True`` asks for exhaustive search (no HNSW approximation).
         - ``count`` counts points, optionally of one language.
