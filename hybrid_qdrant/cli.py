@@ -419,6 +419,14 @@ def compare(
         typer.echo(f"wrote {output}")
 
 
+def _register_train() -> None:
+    from hybrid_qdrant.training.command import train_command
+
+    app.command("train")(handle_errors(train_command))
+
+
+_register_train()
+
 collections_app = typer.Typer(
     help="List, delete and alias collections (never implicit).", no_args_is_help=True
 )
