@@ -137,31 +137,27 @@ def not_a_model(tmp_path: Path) -> str:
     return str(folder)
 
 
-def test_cross_batches_without_parallel_groups_fail_before_the_model(tmp_path):
-    groupless = tmp_path / "en.jsonl"
-    groupless.write_text('{"query": "q", "passage": "p", "lang": "en"}\n', encoding="utf-8")
-    config = build(
+def on_data(tmp_path: Path, jsonl: str) -> TrainConfig:
+    """A config that would train ``not_a_model`` on a JSONL file holding ``jsonl``."""
+    (tmp_path / "data.jsonl").write_text(jsonl, encoding="utf-8")
+    return build(
         {
             "model.name": not_a_model(tmp_path),
-            "data.sources": [{"kind": "jsonl", "path": str(groupless)}],
+            "data.sources": [{"kind": "jsonl", "path": str(tmp_path / "data.jsonl")}],
             "output.dir": str(tmp_path / "out"),
         }
     )
+
+
+def test_cross_batches_without_parallel_groups_fail_before_the_model(tmp_path):
+    config = on_data(tmp_path, '{"query": "q", "passage": "p", "lang": "en"}\n')
     with pytest.raises(ConfigError, match=r"alpha = 0.5 asks for cross-lingual batches, but .* no parallel"):
         train(config)
 
 
 def test_bad_data_fails_before_the_model(tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"query": "q", "passage": "p", "lang": "en"}\n{"query": "q"\n', encoding="utf-8")
-    config = build(
-        {
-            "model.name": not_a_model(tmp_path),
-            "data.sources": [{"kind": "jsonl", "path": str(bad)}],
-            "output.dir": str(tmp_path / "out"),
-        }
-    )
-    with pytest.raises(DataError, match=r"bad.jsonl:2: malformed JSON"):
+    config = on_data(tmp_path, '{"query": "q", "passage": "p", "lang": "en"}\n{"query": "q"\n')
+    with pytest.raises(DataError, match=r"data.jsonl:2: malformed JSON"):
         train(config)
 
 

@@ -240,7 +240,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Pat
     if config.validation.ir_evaluation and val_pairs:
         from hybrid_qdrant.training.ir_evaluation import build_ir_evaluator
 
-        evaluator = build_ir_evaluator(val_pairs, **{f"{k}_prefix": p for k, p in prefixes.items()})
+        evaluator = build_ir_evaluator(val_pairs, config.model.query_prefix, config.model.passage_prefix)
     extra = list(callbacks)
     if args.load_best_model_at_end:
         extra.append(EarlyStoppingCallback(early_stopping_patience=config.validation.early_stopping_patience))
