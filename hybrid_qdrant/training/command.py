@@ -37,6 +37,7 @@ def train_command(
 ) -> None:
     """Fine-tune a multilingual encoder with hybrid (mono / cross-lingual) batches."""
     import logging
+    import os
 
     from hybrid_qdrant.training.config import load_config, parse_override
     from hybrid_qdrant.training.trainer import train
@@ -54,7 +55,12 @@ def train_command(
         "train.resume": resume,
     }
     overrides.update({key: value for key, value in flags.items() if value is not None})
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate, rank 0 speaks
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO if main_process else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     path = train(load_config(config, overrides))
-    typer.echo(str(path))
+    if main_process:
+        typer.echo(str(path))
