@@ -120,3 +120,26 @@ def test_resume_after_a_crash_continues_to_the_uninterrupted_result(tmp_path, ti
     expected, got = weights(whole), weights(final)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_cross_only_symmetric_loss_on_mmarco_with_frozen_embeddings(tmp_path, tiny_model):
+    config = run_config(
+        tiny_model,
+        tmp_path / "run",
+        data={"sources": [{"kind": "mmarco", "path": str(FIXTURES / "mmarco"), "languages": ["en", "de"]}]},
+        train={
+            "alpha": 0.0,
+            "batch_size": 2,
+            "max_steps": 2,
+            "gradient_checkpointing": True,
+            "freeze_embeddings": True,
+        },
+        loss={"cached": False, "symmetric": True},
+    )
+    final = train(config_from_dict(config))
+    before, after = weights(Path(tiny_model)), weights(final)
+    embedding = next(k for k in before if k.endswith("word_embeddings.weight"))
+    np.testing.assert_array_equal(before[embedding], after[embedding])
+    assert any(not np.allclose(before[k], after[k]) for k in before if k != embedding)
+    state = json.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert [log["cross_share"] for log in state["log_history"] if "loss" in log] == [1.0, 1.0]
