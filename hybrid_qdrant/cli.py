@@ -310,7 +310,9 @@ def evaluate(
         None, "--settings", help="Comma-separated: mono,cross,multi (default all)."
     ),
     engine: str | None = typer.Option(None, "--engine", help="qdrant (default) or exact (numpy reference)."),
-    depth: int | None = typer.Option(None, "--depth", help="Qdrant query limit per query and setting."),
+    depth: int | None = typer.Option(
+        None, "--depth", help="Qdrant query limit (default 10 with full ranking, else 100)."
+    ),
     full_ranking: bool | None = typer.Option(
         None, "--full-ranking/--truncated", help="Exact ranks beyond the depth (default on for LAReQA sets)."
     ),

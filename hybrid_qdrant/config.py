@@ -94,7 +94,7 @@ class EvaluateConfig:
     on_error: str = "stop"
     settings: list[str] | None = None
     engine: str = "qdrant"
-    depth: int = 100
+    depth: int | None = None
     full_ranking: bool | None = None
     exact_search: bool = True
     output: str | None = None

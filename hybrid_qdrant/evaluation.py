@@ -62,7 +62,9 @@ class EvalOptions:
         languages: restrict to these languages (None: all of the benchmark's).
         engine: ``qdrant`` (queries through the store) or ``exact`` (numpy brute force over the
             store's vectors: the reference).
-        depth: Qdrant query limit per query and slice.
+        depth: Qdrant query limit per query and slice; None picks 10 with ``full_ranking`` (deeper
+            relevant passages get exact ranks anyway, and each hit costs Python time) and 100 without
+            it (R@100 needs the top 100).
         full_ranking: compute ranks beyond ``depth`` exactly (needed for LAReQA mAP / rank distance).
         exact_search: ask Qdrant for exhaustive rather than HNSW search.
         query_batch: query vectors per store request.
@@ -71,7 +73,7 @@ class EvalOptions:
     settings: tuple[str, ...] = SETTINGS
     languages: tuple[str, ...] | None = None
     engine: str = "qdrant"
-    depth: int = 100
+    depth: int | None = None
     full_ranking: bool = True
     exact_search: bool = True
     query_batch: int = 4096
@@ -82,6 +84,8 @@ class EvalOptions:
             raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")
+        if self.depth is None:
+            object.__setattr__(self, "depth", 10 if self.full_ranking else 100)
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
 
