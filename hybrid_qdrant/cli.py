@@ -159,9 +159,23 @@ def _store_options(cfg):
 def _load(cfg):
     from hybrid_qdrant.benchmarks import load_benchmark
 
-    return load_benchmark(
-        cfg.benchmark, cfg.data_dir, languages=cfg.languages, context=cfg.context, split=cfg.split
+    bench = load_benchmark(
+        cfg.benchmark,
+        cfg.data_dir,
+        languages=cfg.languages,
+        context=cfg.context,
+        split=cfg.split,
+        on_error=cfg.on_error,
     )
+    return bench
+
+
+def _echo_loader_skips(bench) -> None:
+    """After a successful run: what the loader left out, and the first bad records in skip mode."""
+    for reason, count in bench.skipped.items():
+        typer.echo(f"loader skipped {count}: {reason.replace('_', ' ')}")
+    for line in bench.skipped_examples:
+        typer.echo(f"  {line}")
 
 
 def _progress(total: int, desc: str):
@@ -280,6 +294,7 @@ def ingest(
         typer.echo(f"alias {cfg.alias} -> {name}{kept}")
     for line in stats.skipped_examples:
         typer.echo(f"  skipped {line}")
+    _echo_loader_skips(bench)
 
 
 @app.command()
@@ -304,6 +319,7 @@ def evaluate(
     timeout: float | None = TimeoutOpt,
     collection: str | None = CollectionOpt,
     recreate: bool | None = RecreateOpt,
+    on_error: str | None = OnErrorOpt,
     cache_dir: str | None = CacheDirOpt,
     cache: bool | None = NoCacheOpt,
     settings: str | None = typer.Option(
@@ -343,6 +359,7 @@ def evaluate(
         timeout=timeout,
         collection=collection,
         recreate=recreate,
+        on_error=on_error,
         cache_dir=cache_dir,
         use_cache=cache,
         settings=_csv(settings),
@@ -373,7 +390,9 @@ def evaluate(
         open_collection(_store_options(cfg), name) as store,
         _progress(len(bench.passages), "passages") as bar,
     ):
-        run = run_evaluation(bench, encoder, store, name, options, ingest_progress=bar.update)
+        run = run_evaluation(
+            bench, encoder, store, name, options, ingest_progress=bar.update, on_error=cfg.on_error
+        )
     extra = {
         "collection": name,
         "timings": {k: round(v, 3) for k, v in run.timings.items()},
@@ -385,6 +404,7 @@ def evaluate(
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
     else:
         typer.echo(markdown(report_dict(run.result, cfg.model, extra)))
+    _echo_loader_skips(bench)
 
 
 @app.command()

@@ -118,6 +118,7 @@ def run_evaluation(
     options: EvalOptions | None = None,
     ingest_progress: Callable[[int], None] | None = None,
     slice_progress: Callable[[Any], None] | None = None,
+    on_error: str = "stop",
 ) -> EvaluationRun:
     """Ingest the passages when the collection is missing or incomplete, encode queries, evaluate.
 
@@ -127,6 +128,7 @@ def run_evaluation(
         store: the opened store for ``collection``.
         collection: its name (for the report).
         options: EvalOptions.
+        on_error: bad passages stop the ingestion (``"stop"``) or are skipped and counted (``"skip"``).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -138,7 +140,7 @@ def run_evaluation(
         logger.info(
             "collection %s holds %d of %d passages: ingesting", collection, stored, len(benchmark.passages)
         )
-        stats = ingest_benchmark(benchmark, encoder, store, progress=ingest_progress)
+        stats = ingest_benchmark(benchmark, encoder, store, on_error=on_error, progress=ingest_progress)
     else:
         from hybrid_qdrant.store.base import CollectionSpec
 

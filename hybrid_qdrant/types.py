@@ -69,6 +69,7 @@ class Benchmark:
         parallel: True when queries and passages are translations joined by ``group_id`` (LAReQA),
             which makes cross-lingual and multilingual settings meaningful.
         skipped: counts of records the loader left out, by reason.
+        skipped_examples: the first messages of bad records skipped (``on_error="skip"``).
     """
 
     name: str
@@ -78,3 +79,4 @@ class Benchmark:
     qrels: Qrels
     parallel: bool = True
     skipped: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[str] = field(default_factory=list)

@@ -265,3 +265,33 @@ def test_load_benchmark_dispatches_to_beir():
         load_benchmark("beir", None)
     with pytest.raises(ConfigError, match="context applies to xquad-r and mlqa-r only"):
         load_benchmark("beir", PARALLEL, context=True)
+
+
+def _broken_folder(tmp_path):
+    import shutil
+
+    folder = tmp_path / "broken"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "beir" / "parallel", folder)
+    lines = (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    lines[1] = '{"_id": "d2", "text": "Der Rhein'  # malformed JSON on line 2
+    lines.append('{"_id": "dx", "text": "   ", "lang": "de"}')  # empty text
+    lines.append('{"_id": "dy", "text": "Hallo", "lang": "German"}')  # not a language code
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder, len(lines)
+
+
+def test_bad_records_stop_with_file_and_line_by_default(tmp_path):
+    folder, _ = _broken_folder(tmp_path)
+    with pytest.raises(DataError, match=r"corpus.jsonl line 2: malformed JSON"):
+        load_beir(folder)
+
+
+def test_skip_mode_counts_and_names_bad_records(tmp_path):
+    folder, _ = _broken_folder(tmp_path)
+    bench = load_beir(folder, on_error="skip")
+    assert bench.skipped["malformed_line"] == 1
+    assert bench.skipped["bad_passage"] == 2
+    assert any("corpus.jsonl line 2" in e for e in bench.skipped_examples)
+    assert any("'German' is not a language code" in e for e in bench.skipped_examples)
+    assert "d2" not in {p.doc_id for p in bench.passages}
+    assert all(p.lang in ("en", "de") for p in bench.passages)

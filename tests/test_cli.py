@@ -265,3 +265,32 @@ def test_cli_never_prints_the_api_key(tmp_path, tiny_model, monkeypatch):
         monkeypatch.delenv("QDRANT_API_KEY")
         from_file = hq(*base, "--url", server, "--api-key-file", str(key_file), "--verbose")
         assert from_file.exit_code == 4 and KEY not in from_file.output
+
+
+def test_bad_records_stop_by_default_and_are_skipped_and_named_on_request(tmp_path, tiny_model):
+    from test_beir import _broken_folder
+
+    folder, _ = _broken_folder(tmp_path)
+    args = [
+        "--benchmark",
+        "beir",
+        "--data-dir",
+        str(folder),
+        "--model",
+        tiny_model,
+        "--location",
+        str(tmp_path / "q"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--collection",
+        "b",
+    ]
+    stopped = hq("ingest", *args)
+    assert stopped.exit_code == 2 and "corpus.jsonl line 2: malformed JSON" in stopped.output
+    assert stopped.output.count("\n") == 1
+    assert "b\t" not in hq("collections", "list", "--location", str(tmp_path / "q")).output  # nothing written
+    skipped = hq("ingest", *args, "--on-error", "skip")
+    assert skipped.exit_code == 0, skipped.output
+    assert "loader skipped 1: malformed line" in skipped.output
+    assert "loader skipped 2: bad passage" in skipped.output
+    assert "'German' is not a language code" in skipped.output

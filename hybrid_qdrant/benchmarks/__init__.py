@@ -36,6 +36,7 @@ def load_benchmark(
     languages: Iterable[str] | str | None = None,
     context: bool = False,
     split: str | None = None,
+    on_error: str = "stop",
 ) -> Benchmark:
     """Load a benchmark by name (``xquad-r``, ``mlqa-r``, ``beir``, ``miracl``).
 
@@ -47,6 +48,8 @@ def load_benchmark(
         context: LAReQA only: encode each sentence with its paragraph (``lareqa.CONTEXT_TEMPLATE``).
         split: BEIR qrels split (default ``test``) or MIRACL split (default ``dev``); LAReQA sets have
             a single split and take None.
+        on_error: BEIR: ``"skip"`` skips bad records and counts them (see ``load_beir``); the JSON
+            files of LAReQA and the TSV files of MIRACL always stop at the first error.
 
     Raises:
         DataError: an unknown benchmark (naming the valid ones) or bad data.
@@ -64,7 +67,7 @@ def load_benchmark(
     if key == "beir":
         if data_dir is None:
             raise DataError("beir needs a data_dir: a folder with corpus.jsonl, queries.jsonl, qrels/")
-        return load_beir(data_dir, split or "test", languages)
+        return load_beir(data_dir, split or "test", languages, on_error=on_error)
     return load_miracl(data_dir, languages, split or "dev")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import uuid
@@ -34,10 +35,15 @@ QUERIES_FILE = "queries.jsonl"
 QRELS_DIR = "qrels"
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 DEFAULT_SPLIT = "test"
+#: ISO 639-1/-3 codes, optionally with a region or script (``de``, ``yue``, ``zh-Hant``, ``pt-BR``).
+LANG_CODE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; DataError with the line on bad JSON."""
+def _read_jsonl(path: Path, errors: _Errors | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; DataError with the line on bad JSON.
+
+    With ``errors`` (skip mode), a malformed line is recorded there and skipped instead.
+    """
     try:
         fh = path.open(encoding="utf-8")
     except FileNotFoundError:
@@ -49,16 +55,35 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"{path.name} line {lineno}: malformed JSON: {exc.msg} ({path})"
-                    ) from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path.name} line {lineno}: expected a JSON object ({path})")
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(
+                            f"{path.name} line {lineno}: malformed JSON: {exc.msg} ({path})"
+                        ) from None
+                    if not isinstance(record, dict):
+                        raise DataError(f"{path.name} line {lineno}: expected a JSON object ({path})")
+                except DataError as exc:
+                    if errors is None:
+                        raise
+                    errors.add("malformed_line", exc)
+                    continue
                 yield lineno, record
         except UnicodeDecodeError as exc:
             raise DataError(f"{path.name} line {lineno + 1}: not UTF-8: {exc} ({path})") from None
+
+
+class _Errors:
+    """Bad records skipped in ``on_error="skip"`` mode: counts by reason and the first messages."""
+
+    def __init__(self, skipped: Counter[str]) -> None:
+        self.skipped = skipped
+        self.examples: list[str] = []
+
+    def add(self, reason: str, exc: DataError) -> None:
+        self.skipped[reason] += 1
+        if len(self.examples) < 20:
+            self.examples.append(str(exc))
 
 
 def _text_field(record: dict[str, Any], key: str, where: str) -> str | None:
@@ -82,27 +107,39 @@ def _required_field(record: dict[str, Any], key: str, where: str) -> str:
 
 
 def _read_records(
-    path: Path, kind: str, skipped: Counter[str]
+    path: Path, kind: str, skipped: Counter[str], errors: _Errors | None = None
 ) -> Iterator[tuple[str, dict[str, str | None]]]:
-    """Validated records of corpus.jsonl or queries.jsonl, duplicates of identical records dropped."""
+    """Validated records of corpus.jsonl or queries.jsonl, duplicates of identical records dropped.
+
+    With ``errors`` (skip mode) a bad record (missing field, empty text, a language code that is not
+    one, an id repeated with other content) is recorded and skipped; otherwise it raises DataError.
+    """
     seen: dict[str, tuple[int, dict[str, str | None]]] = {}
     keys = ("text", "lang", "title", "group_id") if kind == "passage" else ("text", "lang", "group_id")
-    for lineno, record in _read_jsonl(path):
+    for lineno, record in _read_jsonl(path, errors):
         where = f"{path.name} line {lineno}"
-        rid = _required_field(record, "_id", where)
-        fields = {
-            key: _required_field(record, key, where)
-            if key in ("text", "lang")
-            else _text_field(record, key, where)
-            for key in keys
-        }
-        if rid in seen:
-            first_line, first = seen[rid]
-            if first != fields:
-                raise DataError(
-                    f"{where}: duplicate {kind} id {rid!r} with different content (line {first_line})"
-                )
-            skipped[f"duplicate_{kind}"] += 1
+        try:
+            rid = _required_field(record, "_id", where)
+            fields = {
+                key: _required_field(record, key, where)
+                if key in ("text", "lang")
+                else _text_field(record, key, where)
+                for key in keys
+            }
+            if not LANG_CODE.match(fields["lang"] or ""):
+                raise DataError(f"{where}: {fields['lang']!r} is not a language code (ISO 639, e.g. 'de')")
+            if rid in seen:
+                first_line, first = seen[rid]
+                if first != fields:
+                    raise DataError(
+                        f"{where}: duplicate {kind} id {rid!r} with different content (line {first_line})"
+                    )
+                skipped[f"duplicate_{kind}"] += 1
+                continue
+        except DataError as exc:
+            if errors is None:
+                raise
+            errors.add(f"bad_{kind}", exc)
             continue
         seen[rid] = (lineno, fields)
         yield rid, fields
@@ -156,6 +193,7 @@ def load_beir(
     *,
     strict: bool = True,
     name: str | None = None,
+    on_error: str = "stop",
 ) -> Benchmark:
     """Load a BEIR-format folder with a ``lang`` field.
 
@@ -166,6 +204,9 @@ def load_beir(
         strict: judgements naming an unknown query or document raise DataError; with False they are
             dropped and counted in ``skipped`` (``qrels_unknown_query`` / ``qrels_unknown_doc``).
         name: benchmark name; default the folder's name.
+        on_error: ``"stop"`` raises DataError at the first bad record (file and line); ``"skip"`` skips
+            bad corpus/query records and judgements on unknown ids, counts them in ``skipped`` by
+            reason and keeps the first messages in ``skipped_examples``.
 
     Raises:
         DataError: malformed JSONL (file and line), a missing ``lang``, empty text, an id repeated
@@ -174,14 +215,18 @@ def load_beir(
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"BEIR folder not found: {root}")
+    if on_error not in ("stop", "skip"):
+        raise DataError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     skipped: Counter[str] = Counter()
+    errors = _Errors(skipped) if on_error == "skip" else None
+    strict = strict and errors is None
     passages = [
         Passage(doc_id=rid, text=f["text"], lang=f["lang"], group_id=f["group_id"], title=f["title"])
-        for rid, f in _read_records(root / CORPUS_FILE, "passage", skipped)
+        for rid, f in _read_records(root / CORPUS_FILE, "passage", skipped, errors)
     ]
     all_queries = [
         Query(query_id=rid, text=f["text"], lang=f["lang"], group_id=f["group_id"])
-        for rid, f in _read_records(root / QUERIES_FILE, "query", skipped)
+        for rid, f in _read_records(root / QUERIES_FILE, "query", skipped, errors)
     ]
     doc_ids = {p.doc_id for p in passages}
     query_ids = {q.query_id for q in all_queries}
@@ -242,6 +287,7 @@ def load_beir(
         qrels=qrels,
         parallel=bool(queries) and all(q.group_id is not None for q in queries),
         skipped=dict(skipped),
+        skipped_examples=errors.examples if errors else [],
     )
 
 
