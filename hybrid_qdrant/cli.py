@@ -178,7 +178,7 @@ def _echo_loader_skips(bench) -> None:
         typer.echo(f"  {line}")
 
 
-def _progress(total: int, desc: str):
+def _progress(total: int | None, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="", disable=not sys.stderr.isatty(), leave=False)
@@ -273,7 +273,7 @@ def ingest(
     name = cfg.alias or cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
     with (
         open_collection(_store_options(cfg), name) as store,
-        _progress(len(bench.passages), "passages") as bar,
+        _progress(len(bench.passages) or None, "passages") as bar,
     ):
 
         def write(target):
@@ -388,10 +388,18 @@ def evaluate(
     name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
     with (
         open_collection(_store_options(cfg), name) as store,
-        _progress(len(bench.passages), "passages") as bar,
+        _progress(len(bench.passages) or None, "passages") as bar,
+        _progress(None, "settings") as slices,
     ):
         run = run_evaluation(
-            bench, encoder, store, name, options, ingest_progress=bar.update, on_error=cfg.on_error
+            bench,
+            encoder,
+            store,
+            name,
+            options,
+            ingest_progress=bar.update,
+            slice_progress=lambda _: slices.update(1),
+            on_error=cfg.on_error,
         )
     extra = {
         "collection": name,
