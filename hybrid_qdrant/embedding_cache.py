@@ -13,14 +13,16 @@ interrupted write leaves at most an orphaned vectors file that is ignored.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from hybrid_qdrant.atomic_write import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +39,6 @@ def default_cache_dir() -> Path:
 def text_digest(text: str) -> bytes:
     """SHA-1 of the UTF-8 text (the cache key within one fingerprint and role)."""
     return hashlib.sha1(text.encode("utf-8")).digest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EmbeddingCache:
@@ -129,14 +120,14 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "meta.json"
         if not meta.exists():
-            _atomic_write(meta, json.dumps({"fingerprint": self.fingerprint}, indent=1).encode())
+            atomic_write_bytes(meta, json.dumps({"fingerprint": self.fingerprint}, indent=1).encode())
         existing = [int(p.stem) for p in folder.glob("*.keys")]
         shard = max(existing, default=-1) + 1
         block = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".npy", delete=False) as fh:
-            np.save(fh, block)
-        os.replace(fh.name, folder / f"{shard:06d}.npy")
-        _atomic_write(folder / f"{shard:06d}.keys", b"".join(digests))
+        buffer = io.BytesIO()
+        np.save(buffer, block)
+        atomic_write_bytes(folder / f"{shard:06d}.npy", buffer.getvalue())
+        atomic_write_bytes(folder / f"{shard:06d}.keys", b"".join(digests))
         for row, digest in enumerate(digests):
             index[digest] = (shard, row)
 

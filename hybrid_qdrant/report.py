@@ -12,21 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.evaluation import EvaluationResult
 
 REPORT_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def report_dict(result: EvaluationResult, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

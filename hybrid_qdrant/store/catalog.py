@@ -15,13 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store.base import CollectionSpec
 from hybrid_qdrant.store.naming import validate_name
@@ -41,18 +40,8 @@ SHARD_DIR = "shard"
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so that readers see the old or the new file, never a partial one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=True)
 
 
 class Catalog:

@@ -1,0 +1,30 @@
+"""Atomic file writes: readers see the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    Args:
+        path: the destination; its folder is created when missing.
+        data: the whole content.
+        fsync: flush to the disk before the rename (metadata that must survive a crash).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
