@@ -111,6 +111,26 @@ NoCacheOpt = typer.Option(None, "--cache/--no-cache", help="Use the embedding ca
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")
 
 
+#: Command parameters whose config key has another name; ``verbose`` and ``config`` are not config keys.
+_RENAMED = {
+    "grpc": "prefer_grpc",
+    "cache": "use_cache",
+    "shards": "shard_number",
+    "replicas": "replication_factor",
+}
+_CSV = ("languages", "settings")
+
+
+def _from_params(params: dict[str, Any]):
+    """The command's config: the TOML file (if any) with the command-line flags laid over it."""
+    overrides = {
+        _RENAMED.get(name, name): _csv(value) if name in _CSV else value
+        for name, value in params.items()
+        if name not in ("config", "verbose")
+    }
+    return _config(params.get("config"), **overrides)
+
+
 def _config(config: Path | None, **overrides: Any):
     from hybrid_qdrant.config import EvaluateConfig, load_section
 
@@ -226,37 +246,7 @@ def ingest(
 ) -> None:
     """Encode a benchmark's passages into a Qdrant collection (idempotent; resumes where it stopped)."""
     _setup_logging(verbose)
-    cfg = _config(
-        config,
-        benchmark=benchmark,
-        data_dir=data_dir,
-        languages=_csv(languages),
-        context=context,
-        model=model,
-        adapter=adapter,
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-        batch_size=batch_size,
-        device=device,
-        location=location,
-        url=url,
-        api_key_env=api_key_env,
-        api_key_file=api_key_file,
-        prefer_grpc=grpc,
-        timeout=timeout,
-        collection=collection,
-        recreate=recreate,
-        on_error=on_error,
-        cache_dir=cache_dir,
-        use_cache=cache,
-        alias=alias,
-        quantization=quantization,
-        hnsw_m=hnsw_m,
-        hnsw_ef_construct=hnsw_ef_construct,
-        shard_number=shards,
-        replication_factor=replicas,
-        on_disk=on_disk,
-    )
+    cfg = _from_params(locals())
     from hybrid_qdrant.pipeline import (
         default_collection,
         ingest_benchmark,
@@ -339,35 +329,7 @@ def evaluate(
 ) -> None:
     """Evaluate an encoder: mono, cross and multilingual retrieval through Qdrant (ingests when needed)."""
     _setup_logging(verbose)
-    cfg = _config(
-        config,
-        benchmark=benchmark,
-        data_dir=data_dir,
-        languages=_csv(languages),
-        context=context,
-        model=model,
-        adapter=adapter,
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-        batch_size=batch_size,
-        device=device,
-        location=location,
-        url=url,
-        api_key_env=api_key_env,
-        api_key_file=api_key_file,
-        prefer_grpc=grpc,
-        timeout=timeout,
-        collection=collection,
-        recreate=recreate,
-        on_error=on_error,
-        cache_dir=cache_dir,
-        use_cache=cache,
-        settings=_csv(settings),
-        engine=engine,
-        depth=depth,
-        full_ranking=full_ranking,
-        output=output,
-    )
+    cfg = _from_params(locals())
     from hybrid_qdrant.evaluation import EvalOptions
     from hybrid_qdrant.pipeline import default_collection, open_collection, run_evaluation
     from hybrid_qdrant.report import markdown, report_dict, write_report
