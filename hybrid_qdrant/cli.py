@@ -176,6 +176,16 @@ def _store_options(cfg):
     )
 
 
+def _check_store(cfg) -> None:
+    """Reach the store before the model loads, so a wrong URL or key fails within the timeout."""
+    from dataclasses import replace
+
+    from hybrid_qdrant.pipeline import open_collection
+
+    with open_collection(replace(_store_options(cfg), recreate=False), cfg.collection or "hq-check"):
+        pass
+
+
 def _load(cfg):
     from hybrid_qdrant.benchmarks import load_benchmark
 
@@ -259,6 +269,7 @@ def ingest(
             "--alias writes a new versioned collection; it takes neither --collection nor --recreate"
         )
     bench = _load(cfg)
+    _check_store(cfg)
     encoder = _encoder(cfg)
     name = cfg.alias or cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
     with (
@@ -346,6 +357,7 @@ def evaluate(
     if cfg.output and Path(cfg.output).is_dir():
         raise HQError(f"--output {cfg.output} is a directory; give a file name such as report.json")
     bench = _load(cfg)
+    _check_store(cfg)
     encoder = _encoder(cfg)
     name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
     with (

@@ -294,3 +294,35 @@ def test_bad_records_stop_by_default_and_are_skipped_and_named_on_request(tmp_pa
     assert "loader skipped 1: malformed line" in skipped.output
     assert "loader skipped 2: bad passage" in skipped.output
     assert "'German' is not a language code" in skipped.output
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout_before_the_model_loads(tmp_path):
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
+    start = time.perf_counter()
+    result = hq(
+        "evaluate",
+        "--benchmark",
+        "xquad-r",
+        "--data-dir",
+        str(XQUAD),
+        "--languages",
+        "en,de",
+        "--model",
+        str(tmp_path / "not-loaded-yet"),
+        "--timeout",
+        "2",
+        "--url",
+        f"http://127.0.0.1:{server.getsockname()[1]}",
+    )
+    elapsed = time.perf_counter() - start
+    server.close()
+    assert result.exit_code == 4, result.output
+    assert "did not answer in time" in result.output and result.output.count("\n") == 1
+    assert elapsed < 20  # bounded by the 2 s timeout (a missing timeout would hang), not a speed test
