@@ -48,6 +48,9 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 NEGATIVES = ("auto", "require", "ignore")
 LANGUAGE_SAMPLING = ("uniform", "proportional")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+MODEL_KINDS = ("encoder", "decoder")
+POOLINGS = ("auto", "lasttoken", "mean", "cls")
+DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 
 def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
@@ -123,12 +126,25 @@ class ModelSection:
         max_seq_length: truncation length in tokens; 0 keeps the model's.
         query_prefix / passage_prefix: prepended to queries / passages and negatives; saved as the
             model's ``query`` / ``passage`` prompts.
+        kind: ``encoder`` (a sentence-transformers or Hugging Face encoder, loaded as it is) or
+            ``decoder`` (a decoder-only LM made an embedder: left padding, EOS appended, pooled; see
+            ``hybrid_qdrant.training.decoder``).
+        pooling: decoder only: ``lasttoken`` (the EOS position), ``mean`` or ``cls``; ``auto`` keeps a
+            sentence-transformers model's own pooling and uses ``lasttoken`` for a plain LM.
+        query_instruction: when set, the query prompt instead of ``query_prefix``, e.g.
+            ``"Instruct: Given a question, retrieve passages that answer it\\nQuery: "``.
+        dtype: dtype the weights are loaded in: ``auto`` is bf16 for LoRA on a GPU with bf16 (the
+            frozen base) and fp32 otherwise (full fine-tuning keeps fp32 weights under mixed precision).
     """
 
     name: str
     max_seq_length: int = 0
     query_prefix: str = DEFAULT_QUERY_PREFIX
     passage_prefix: str = DEFAULT_PASSAGE_PREFIX
+    kind: str = "encoder"
+    pooling: str = "auto"
+    query_instruction: str = ""
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -136,6 +152,19 @@ class ModelSection:
         if looks_local(self.name) and not Path(self.name).expanduser().exists():
             raise ModelError(f"model path does not exist: {self.name}")
         _at_least(self.max_seq_length, 0, "[model] max_seq_length")
+        _choice(self.kind, MODEL_KINDS, "[model] kind")
+        _choice(self.pooling, POOLINGS, "[model] pooling")
+        _choice(self.dtype, DTYPES, "[model] dtype")
+        if self.kind == "encoder" and self.pooling != "auto":
+            raise ConfigError(
+                f"[model] pooling = {self.pooling!r} applies to kind = 'decoder'; "
+                "an encoder keeps its own pooling"
+            )
+
+    @property
+    def query_prompt(self) -> str:
+        """The text put before every query: the instruction when one is set, else the query prefix."""
+        return self.query_instruction or self.query_prefix
 
 
 @dataclass(frozen=True)
@@ -243,6 +272,36 @@ class LossSection:
 
 
 @dataclass(frozen=True)
+class LoraSection:
+    """``[lora]``: train low-rank adapters (peft) instead of every weight; on when the table is present.
+
+    Attributes:
+        r: adapter rank.
+        alpha: LoRA scaling numerator (the update is scaled by alpha / r).
+        dropout: dropout on the adapters' input.
+        target_modules: module names to adapt (``q_proj``, ``v_proj``, ...), or ``all-linear``.
+        qlora: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only) under the adapters.
+    """
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("all-linear",)
+    qlora: bool = False
+
+    def __post_init__(self) -> None:
+        _at_least(self.r, 1, "[lora] r")
+        if self.alpha <= 0:
+            raise ConfigError(f"[lora] alpha = {self.alpha} must be > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"[lora] dropout = {self.dropout} is outside [0, 1)")
+        if not self.target_modules or not all(self.target_modules):
+            raise ConfigError("[lora] target_modules is empty; name modules (q_proj, ...) or 'all-linear'")
+        if "all-linear" in self.target_modules and len(self.target_modules) > 1:
+            raise ConfigError("[lora] target_modules: 'all-linear' stands alone")
+
+
+@dataclass(frozen=True)
 class ValidationSection:
     """``[validation]``: held-out validation loss, early stopping and an optional retrieval check.
 
@@ -310,8 +369,11 @@ class TrainConfig:
     loss: LossSection = field(default_factory=LossSection)
     validation: ValidationSection = field(default_factory=ValidationSection)
     output: OutputSection = field(default_factory=OutputSection)
+    lora: LoraSection | None = None
 
     def __post_init__(self) -> None:
+        if self.lora is not None and self.lora.qlora and self.model.kind != "decoder":
+            raise ConfigError("[lora] qlora = true applies to [model] kind = 'decoder'")
         v = self.validation
         if v.early_stopping_patience and not v.enabled:
             raise ConfigError(
@@ -348,7 +410,10 @@ SECTIONS = {
     "loss": LossSection,
     "validation": ValidationSection,
     "output": OutputSection,
+    "lora": LoraSection,
 }
+#: Sections that are off unless the TOML has them.
+OPTIONAL_SECTIONS = ("lora",)
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -397,6 +462,8 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError("missing section [data] (with at least one [[data.sources]] table)")
     sections = {}
     for name, cls in SECTIONS.items():
+        if name in OPTIONAL_SECTIONS and name not in data:
+            continue
         table = data.get(name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{name}] must be a table")

@@ -4,6 +4,9 @@
 directory, the data, alpha against the data, the model), then runs SentenceTransformerTrainer with the
 hybrid batch sampler, InfoNCE, AdamW, warm-up, checkpoints, resume, validation loss and early stopping,
 and saves a standard sentence-transformers model with the ``query`` / ``passage`` prompts set.
+``[model] kind = "decoder"`` builds the embedder from a decoder-only LM (``decoder.py``); a ``[lora]``
+table trains peft adapters instead of every weight, and the saved model then holds the adapter only
+(``lora.py``).
 Under ``accelerate launch`` or ``torchrun`` every process runs it; the sampler aligns the batch kind
 across processes and only the main process writes the model.
 """
@@ -48,6 +51,15 @@ class HybridTrainer(SentenceTransformerTrainer):
             logs.update(self.meter.shares())
         super().log(logs, start_time)
 
+    def _load_from_checkpoint(self, checkpoint_path: str, *args, **kwargs) -> None:
+        """Resume: a LoRA checkpoint holds the adapter only, loaded into the wrapped model as it is."""
+        from hybrid_qdrant.training.lora import is_lora_model, load_adapter_weights
+
+        if is_lora_model(self.model):
+            load_adapter_weights(self.model, checkpoint_path)
+        else:
+            super()._load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
 
 def resolve_precision(requested: str) -> str:
     """``fp32``, ``fp16`` or ``bf16`` for this machine; fp16 / bf16 without a CUDA GPU are refused.
@@ -68,6 +80,62 @@ def resolve_precision(requested: str) -> str:
     if requested == "bf16" and not torch.cuda.is_bf16_supported():
         raise ConfigError("[train] precision = 'bf16' is not supported by this GPU; use 'fp16' or 'auto'")
     return requested
+
+
+def resolve_dtype(config: TrainConfig, precision: str) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: the dtype the weights load in (``[model] dtype``).
+
+    ``auto`` gives bf16 when LoRA trains under bf16 (the base is frozen, so no fp32 master copy is
+    needed) and fp32 otherwise; QLoRA's 4-bit base computes in this dtype.
+
+    Raises:
+        ConfigError: fp16 weights where no CUDA GPU is visible.
+    """
+    requested = config.model.dtype
+    if requested == "auto":
+        return "bf16" if config.lora is not None and precision == "bf16" else "fp32"
+    if requested == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("[model] dtype = 'fp16' needs a CUDA GPU and none is visible; use 'fp32' or 'bf16'")
+    return requested
+
+
+def load_model(config: TrainConfig, precision: str):
+    """The model to train: an encoder as it is, or a decoder made an embedder; LoRA-wrapped with ``[lora]``.
+
+    Raises:
+        ModelError: the model cannot be loaded. ConfigError: QLoRA without a GPU or bitsandbytes.
+    """
+    from hybrid_qdrant.training.decoder import torch_dtype
+
+    m = config.model
+    dtype = resolve_dtype(config, precision)
+    if m.kind == "decoder":
+        from hybrid_qdrant.training.decoder import build_decoder_model
+
+        model_kwargs = {}
+        if config.lora is not None and config.lora.qlora:
+            from hybrid_qdrant.training.lora import quantization_kwargs
+
+            model_kwargs = quantization_kwargs(torch_dtype(dtype))
+        model = build_decoder_model(
+            m.name, pooling=m.pooling, max_seq_length=m.max_seq_length, dtype=dtype, model_kwargs=model_kwargs
+        )
+    else:
+        model = load_sentence_transformer(m.name)
+        if m.max_seq_length:
+            model.max_seq_length = m.max_seq_length
+        if m.dtype != "auto" or config.lora is not None:
+            model.to(torch_dtype(dtype))
+    if config.lora is not None:
+        from hybrid_qdrant.training.lora import apply_lora
+
+        apply_lora(
+            model,
+            config.lora,
+            gradient_checkpointing=config.train.gradient_checkpointing,
+            seed=config.train.seed,
+        )
+    return model
 
 
 def freeze_token_embeddings(model: torch.nn.Module) -> None:
@@ -177,7 +245,7 @@ def training_arguments(
         dataloader_pin_memory=torch.cuda.is_available(),
         # several processes without a GPU (torchrun on CPUs): DDP over gloo rather than N copies
         use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-        prompts={"query": m.query_prefix, "passage": m.passage_prefix, "negative": m.passage_prefix},
+        prompts={"query": m.query_prompt, "passage": m.passage_prefix, "negative": m.passage_prefix},
         save_strategy="steps",
         save_steps=o.save_steps,
         save_total_limit=o.save_total_limit or None,
@@ -218,10 +286,8 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Pat
     resume_from = resume_point(config)
     train_index, val_index, val_pairs = build_indexes(config)
 
-    model = load_sentence_transformer(config.model.name)
-    if config.model.max_seq_length:
-        model.max_seq_length = config.model.max_seq_length
-    prefixes = {"query": config.model.query_prefix, "passage": config.model.passage_prefix}
+    model = load_model(config, precision)
+    prefixes = {"query": config.model.query_prompt, "passage": config.model.passage_prefix}
     model.prompts = {**model.prompts, **prefixes, "document": config.model.passage_prefix}
     if config.train.freeze_embeddings:
         freeze_token_embeddings(model)
@@ -240,7 +306,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Pat
     if config.validation.ir_evaluation and val_pairs:
         from hybrid_qdrant.training.ir_evaluation import build_ir_evaluator
 
-        evaluator = build_ir_evaluator(val_pairs, config.model.query_prefix, config.model.passage_prefix)
+        evaluator = build_ir_evaluator(val_pairs, config.model.query_prompt, config.model.passage_prefix)
     extra = list(callbacks)
     if args.load_best_model_at_end:
         extra.append(EarlyStoppingCallback(early_stopping_patience=config.validation.early_stopping_patience))
