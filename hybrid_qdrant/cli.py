@@ -431,6 +431,16 @@ def _register_train() -> None:
 
 _register_train()
 
+
+def _register_research() -> None:
+    from hybrid_qdrant.research_commands import fit_command, sweep_command
+
+    app.command("fit")(handle_errors(fit_command))
+    app.command("sweep")(handle_errors(sweep_command))
+
+
+_register_research()
+
 collections_app = typer.Typer(
     help="List, delete and alias collections (never implicit).", no_args_is_help=True
 )
