@@ -36,14 +36,23 @@ def fit_command(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Set a config key: section.key=value; repeatable.")
     ] = None,
+    full_finetune: Annotated[
+        bool,
+        typer.Option("--full-finetune", help="Estimate without the config's [lora]: every weight trains."),
+    ] = False,
 ) -> None:
     """Estimate a training config's memory per GPU; exit non-zero with one line when it cannot fit."""
+    import dataclasses
+
     from hybrid_qdrant.training.config import load_config, parse_override
     from hybrid_qdrant.training.fit import check_fit, estimate, parse_memory, resolve_shape, setup_from_config
 
     overrides = dict(parse_override(item) for item in set_ or [])
+    train_config = load_config(config, overrides)
+    if full_finetune:
+        train_config = dataclasses.replace(train_config, lora=None)
     setup = setup_from_config(
-        load_config(config, overrides),
+        train_config,
         gpu_memory=parse_memory(gpu_memory),
         gpus=gpus,
         strategy=strategy,
@@ -76,5 +85,6 @@ def sweep_command(
         )
     config = load_sweep(sweep)
     paths = collect(config) if collect_only else run_sweep(config)
-    typer.echo(markdown_file(paths))
-    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+    if paths:  # the main process of a distributed launch
+        typer.echo(markdown_file(paths))
+        typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))

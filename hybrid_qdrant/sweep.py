@@ -314,11 +314,27 @@ def _run_cell(
         start = time.perf_counter()
         final = train(config_from_dict(data))
         entry.update(status="trained", final=str(final), train_seconds=round(time.perf_counter() - start, 1))
+        if _main_process():
+            save()
+    if _main_process():  # under accelerate / torchrun the other processes wait for the evaluation
+        start = time.perf_counter()
+        report = _evaluate_cell(config, cell, config_from_dict(data), Path(entry["final"]), cell_dir)
+        entry.update(status="done", report=str(report), eval_seconds=round(time.perf_counter() - start, 1))
         save()
-    start = time.perf_counter()
-    report = _evaluate_cell(config, cell, config_from_dict(data), Path(entry["final"]), cell_dir)
-    entry.update(status="done", report=str(report), eval_seconds=round(time.perf_counter() - start, 1))
-    save()
+    _wait_for_everyone()
+
+
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _wait_for_everyone() -> None:
+    """A barrier across the processes of a distributed launch (a no-op in one process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
 
 
 _BENCHMARKS: dict[str, Any] = {}
@@ -381,6 +397,9 @@ def _evaluate_cell(config: SweepConfig, cell: Cell, train_config, final: Path, c
 def run_sweep(config: SweepConfig) -> dict[str, Path]:
     """Run every unfinished cell, then collect the table and plots; return the files written.
 
+    Under ``accelerate launch`` / ``torchrun`` every process trains each cell together; the main process
+    alone evaluates, records the state and writes the table (the others return ``{}``).
+
     Raises:
         ConfigError: a finished cell whose configs changed, bad configs. DataError / ModelError: as the
             training and evaluation raise them.
@@ -395,6 +414,11 @@ def run_sweep(config: SweepConfig) -> dict[str, Path]:
     cells = config.cells()
     for model in config.models:
         if model.tiny:
+            if (
+                int(os.environ.get("WORLD_SIZE", "1")) > 1
+                and not (Path(model.name) / "modules.json").is_file()
+            ):
+                raise ConfigError(f"[[models]] {model.label}: build the tiny model in one process first")
             _build_tiny(model, base)
     for cell in cells:  # every cell's config is checked before the first one trains
         config_from_dict(_train_data(config, cell, base))
@@ -412,7 +436,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Path]:
             continue
         logger.info("cell %d/%d %s: running", number, len(cells), cell.id)
         _run_cell(config, cell, base, entry, lambda: _save_state(root, state))
-    return collect(config, state)
+    return collect(config, state) if _main_process() else {}
 
 
 # ------------------------------------------------------------------------------------------- collect

@@ -160,6 +160,8 @@ def test_hq_fit_prints_the_breakdown_and_refuses_with_one_line():
     assert refused.exit_code == 2
     errors = [line for line in refused.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: does not fit: LoRA r=16 of yi-34b")
+    full = runner.invoke(app, ["fit", str(YI), "--gpu-memory", "80GB", "--gpus", "8", "--full-finetune"])
+    assert full.exit_code == 2 and "error: does not fit: full fine-tuning of yi-34b" in full.output
 
 
 @pytest.mark.parametrize(
