@@ -57,7 +57,14 @@ def lora_config(base: str, out: Path, **sections) -> dict:
             "passage_prefix": "",
         },
         "data": {"sources": [{"kind": "jsonl", "path": str(PAIRS)}]},
-        "train": {"alpha": 0.5, "batch_size": 4, "learning_rate": 5e-3, "max_steps": 4, "warmup_ratio": 0.0},
+        "train": {
+            "alpha": 0.5,
+            "batch_size": 4,
+            "learning_rate": 5e-3,
+            "max_steps": 4,
+            "warmup_ratio": 0.0,
+            "gradient_checkpointing": True,
+        },
         "loss": {"gather_across_devices": False},
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
         "output": {"dir": str(out), "save_steps": 2, "logging_steps": 1},
@@ -141,6 +148,24 @@ def test_hq_evaluate_loads_base_plus_adapter(tmp_path, tiny_decoder, trained):
     saved = json.loads(report.read_text(encoding="utf-8"))
     assert json.loads(saved["model_fingerprint"])["adapter"].startswith("final@")
     assert "mono/map" in saved["metrics"]
+
+
+def test_lora_on_an_encoder_saves_an_adapter_for_its_base(tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from tiny_model import build_tiny_st_model
+
+    records = [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+    base = build_tiny_st_model(tmp_path / "bert", [r[k] for r in records for k in ("query", "passage")])
+    data = lora_config(base, tmp_path / "run", train={"max_steps": 2, "gradient_checkpointing": False})
+    data["model"] = {"name": base}  # an encoder: its own pooling, "query: " / "passage: "
+    data["lora"]["target_modules"] = ["query", "value"]
+    final = train(config_from_dict(data))
+    adapter = load_file(str(final / "adapter_model.safetensors"))
+    assert adapter and all(".query." in k or ".value." in k for k in adapter)
+    texts = ["where is the river"]
+    attached = SentenceTransformerEncoder(EncoderSettings(model=base, adapter=str(final), device="cpu"))
+    standalone = SentenceTransformer(str(final), device="cpu").encode(texts, prompt="query: ")
+    np.testing.assert_allclose(attached.encode_queries(texts), standalone, atol=1e-5)
 
 
 class Crash(TrainerCallback):
