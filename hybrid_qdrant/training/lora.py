@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,9 @@ def quantization_kwargs(compute_dtype: torch.dtype) -> dict[str, Any]:
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
     )
-    return {"quantization_config": config}
+    # a quantised model is placed when loaded (it cannot be moved after): this process's GPU
+    device = int(os.environ.get("LOCAL_RANK", "0"))
+    return {"quantization_config": config, "device_map": {"": device}}
 
 
 def apply_lora(
