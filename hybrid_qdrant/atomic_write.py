@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -28,3 +29,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_savefig(fig, path: str | Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure as PNG through ``atomic_write_bytes`` (no partial image on failure)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -341,19 +341,10 @@ def evaluate(
     """Evaluate an encoder: mono, cross and multilingual retrieval through Qdrant (ingests when needed)."""
     _setup_logging(verbose)
     cfg = _from_params(locals())
-    from hybrid_qdrant.evaluation import EvalOptions
     from hybrid_qdrant.pipeline import default_collection, open_collection, run_evaluation
     from hybrid_qdrant.report import markdown, report_dict, write_report
 
-    full = cfg.full_ranking if cfg.full_ranking is not None else cfg.benchmark in ("xquad-r", "mlqa-r")
-    options = EvalOptions(
-        settings=tuple(cfg.settings or ("mono", "cross", "multi")),
-        languages=tuple(cfg.languages) if cfg.languages else None,
-        engine=cfg.engine,
-        depth=cfg.depth,
-        full_ranking=full,
-        exact_search=cfg.exact_search,
-    )
+    options = cfg.eval_options()
     if cfg.output and Path(cfg.output).is_dir():
         raise HQError(f"--output {cfg.output} is a directory; give a file name such as report.json")
     bench = _load(cfg)

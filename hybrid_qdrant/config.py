@@ -98,3 +98,17 @@ class EvaluateConfig:
     full_ranking: bool | None = None
     exact_search: bool = True
     output: str | None = None
+
+    def eval_options(self):
+        """The ``EvalOptions`` of this config (full ranking by default on the LAReQA sets)."""
+        from hybrid_qdrant.evaluation import EvalOptions
+
+        full = self.full_ranking if self.full_ranking is not None else self.benchmark in ("xquad-r", "mlqa-r")
+        return EvalOptions(
+            settings=tuple(self.settings or ("mono", "cross", "multi")),
+            languages=tuple(self.languages) if self.languages else None,
+            engine=self.engine,
+            depth=self.depth,
+            full_ranking=full,
+            exact_search=self.exact_search,
+        )

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from hybrid_qdrant.atomic_write import atomic_write_bytes
+from hybrid_qdrant.atomic_write import atomic_savefig, atomic_write_bytes
 from hybrid_qdrant.evaluation import EvaluationResult
 
 REPORT_VERSION = 1
@@ -151,15 +149,10 @@ def heatmap_png(report: dict[str, Any], path: Path) -> bool:
                 )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        atomic_savefig(fig, path, dpi=120)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return True
 
 

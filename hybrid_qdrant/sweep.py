@@ -47,7 +47,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -57,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_qdrant.atomic_write import atomic_savefig, atomic_write_bytes
 from hybrid_qdrant.config import EvaluateConfig, check_keys, read_toml
 from hybrid_qdrant.errors import ConfigError, DataError
 
@@ -240,7 +240,6 @@ def _load_state(root: Path) -> dict[str, Any]:
 
 
 def _save_state(root: Path, state: dict[str, Any]) -> None:
-    from hybrid_qdrant.report import atomic_write_bytes
 
     atomic_write_bytes(root / STATE_FILE, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
 
@@ -344,7 +343,6 @@ def _evaluate_cell(config: SweepConfig, cell: Cell, train_config, final: Path, c
     """Evaluate a cell's saved model with the sweep's suite; return the report path."""
     from hybrid_qdrant.benchmarks import load_benchmark
     from hybrid_qdrant.encoder import EncoderSettings
-    from hybrid_qdrant.evaluation import EvalOptions
     from hybrid_qdrant.pipeline import (
         StoreOptions,
         build_encoder,
@@ -371,15 +369,7 @@ def _evaluate_cell(config: SweepConfig, cell: Cell, train_config, final: Path, c
         max_seq_length=ev.max_seq_length,
     )
     encoder = build_encoder(settings, use_cache=False)  # every cell's model is new
-    full = ev.full_ranking if ev.full_ranking is not None else ev.benchmark in ("xquad-r", "mlqa-r")
-    options = EvalOptions(
-        settings=tuple(ev.settings or ("mono", "cross", "multi")),
-        languages=tuple(ev.languages) if ev.languages else None,
-        engine=ev.engine,
-        depth=ev.depth,
-        full_ranking=full,
-        exact_search=ev.exact_search,
-    )
+    options = ev.eval_options()
     store_dir = cell_dir / "qdrant"
     store = StoreOptions(location=str(store_dir), recreate=True)
     name = default_collection(bench.name, cell.id, encoder.fingerprint)
@@ -482,7 +472,7 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
     Raises:
         DataError: no cell has finished.
     """
-    from hybrid_qdrant.report import atomic_write_bytes, load_report
+    from hybrid_qdrant.report import load_report
 
     state = state or _load_state(config.root)
     base = read_toml(config.train_config)
@@ -721,12 +711,7 @@ def _plot(rows: list[dict[str, Any]], x: str, path: Path, confidence: float) -> 
     axes[0].legend(fontsize=8)
     fig.suptitle(f"error bars: {confidence:.0%} bootstrap intervals over queries", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        atomic_savefig(fig, path, dpi=110)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)

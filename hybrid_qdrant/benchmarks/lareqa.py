@@ -29,7 +29,6 @@ import http.client
 import json
 import logging
 import os
-import tempfile
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.errors import DataError
 from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query
 
@@ -131,19 +131,9 @@ def download(url: str, dest: Path, timeout: float = DEFAULT_TIMEOUT) -> Path:
     except ValueError as exc:
         raise DataError(f"cannot download {url}: the response is not JSON ({exc})") from exc
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        atomic_write_bytes(dest, data, fsync=True)
     except OSError as exc:
         raise DataError(f"cannot write {dest}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 
