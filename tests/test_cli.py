@@ -49,8 +49,7 @@ def common(tmp_path, model) -> list[str]:
     ]
 
 
-def test_help_is_instant_and_lists_the_commands():
-    start = time.perf_counter()
+def test_help_lists_the_commands_without_heavy_imports():
     proc = subprocess.run(
         [sys.executable, "-m", "hybrid_qdrant.cli", "--help"], capture_output=True, text=True
     )
@@ -70,7 +69,6 @@ def test_help_is_instant_and_lists_the_commands():
         text=True,
     )
     assert probe.stdout.strip() == "[]"
-    assert time.perf_counter() - start < 60  # generous: a sanity bound, not a timing test
 
 
 def test_evaluate_end_to_end_writes_the_report(tmp_path, tiny_model):
