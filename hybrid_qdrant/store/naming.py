@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from hybrid_qdrant.errors import StoreError
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 _VERSION = re.compile(r"^(?P<base>.+)_v(?P<n>\d+)$")
 
@@ -29,3 +31,17 @@ def next_version(base: str, existing: Iterable[str]) -> str:
     validate_name(base)
     taken = [int(m["n"]) for name in existing if (m := _VERSION.match(name)) and m["base"] == base]
     return versioned_name(base, max(taken, default=0) + 1)
+
+
+def check_deletable(name: str, aliases: dict[str, str]) -> None:
+    """Refuse to drop an alias by its name, or a collection an alias still points to (StoreError)."""
+    validate_name(name)
+    if name in aliases:
+        raise StoreError(
+            f"'{name}' is an alias of '{aliases[name]}'; delete the alias or name the collection"
+        )
+    users = sorted(a for a, target in aliases.items() if target == name)
+    if users:
+        raise StoreError(
+            f"collection '{name}' is the target of alias '{users[0]}'; switch or delete the alias first"
+        )

@@ -47,7 +47,7 @@ from hybrid_qdrant.store.base import (
 from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
 from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
 from hybrid_qdrant.store.connection import API_KEY_ENV, Secret, redact_url, scrub, validate_url
-from hybrid_qdrant.store.naming import next_version, validate_name
+from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, sorted_hits, stored_payload
 from hybrid_qdrant.store.retry import call_with_retries
 
@@ -253,17 +253,7 @@ class ServerStore:
 
     def delete_collection(self, name: str) -> bool:
         """Drop a collection (explicitly, by name); refuses aliases and alias targets."""
-        validate_name(name)
-        aliases = self.aliases()
-        if name in aliases:
-            raise StoreError(
-                f"'{name}' is an alias of '{aliases[name]}'; delete the alias or name the collection"
-            )
-        users = sorted(a for a, target in aliases.items() if target == name)
-        if users:
-            raise StoreError(
-                f"collection '{name}' is the target of alias '{users[0]}'; switch or delete the alias first"
-            )
+        check_deletable(name, self.aliases())
         return self._drop(name)
 
     def next_version(self, base: str) -> str:
