@@ -157,6 +157,7 @@ def _encoder(cfg):
 
 def _store_options(cfg):
     from hybrid_qdrant.pipeline import StoreOptions
+    from hybrid_qdrant.store.collection_options import CREATE_OPTIONS
     from hybrid_qdrant.store.connection import API_KEY_ENV, resolve_api_key
 
     api_key = None
@@ -165,6 +166,7 @@ def _store_options(cfg):
         api_key = resolve_api_key(None, cfg.api_key_file, environ=environ)
         if api_key:
             _SECRETS.append(api_key)
+    create = {key: getattr(cfg, key) for key in CREATE_OPTIONS if getattr(cfg, key, None) is not None}
     return StoreOptions(
         location=cfg.location,
         url=cfg.url,
@@ -173,6 +175,7 @@ def _store_options(cfg):
         recreate=cfg.recreate,
         timeout=cfg.timeout,
         prefer_grpc=cfg.prefer_grpc,
+        extra=create,
     )
 
 

@@ -324,3 +324,38 @@ def test_a_server_that_never_answers_fails_within_the_timeout_before_the_model_l
     assert result.exit_code == 4, result.output
     assert "did not answer in time" in result.output and result.output.count("\n") == 1
     assert elapsed < 20  # bounded by the 2 s timeout (a missing timeout would hang), not a speed test
+
+
+def test_server_collection_options_reach_the_store(tmp_path, tiny_model, monkeypatch):
+    import hybrid_qdrant.store as store_module
+
+    seen = []
+    real = store_module.open_store
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "open_store", spy)
+    result = hq(
+        "ingest",
+        *common(tmp_path, tiny_model),
+        "--quantization",
+        "scalar",
+        "--hnsw-m",
+        "32",
+        "--shards",
+        "2",
+        "--replicas",
+        "3",
+        "--on-disk",
+    )
+    assert result.exit_code == 0, result.output
+    expected = {
+        "quantization": "scalar",
+        "hnsw_m": 32,
+        "shard_number": 2,
+        "replication_factor": 3,
+        "on_disk": True,
+    }
+    assert seen and all(expected.items() <= kwargs.items() for kwargs in seen)
