@@ -103,6 +103,12 @@ CollectionOpt = typer.Option(
     None, "--collection", "-c", help="Collection or alias (default: from benchmark and model)."
 )
 RecreateOpt = typer.Option(None, "--recreate", help="Drop and re-create the collection if it exists.")
+AnswerRuleOpt = typer.Option(
+    None,
+    "--answer-rule",
+    help="LAReQA sets: lareqa (default; LAReQA's released code) or strict (also drop questions whose "
+    "answer runs past its sentence; not the paper's protocol).",
+)
 OnErrorOpt = typer.Option(
     None, "--on-error", help="stop (default) at the first bad record, or skip and report."
 )
@@ -199,6 +205,7 @@ def _load(cfg):
         context=cfg.context,
         split=cfg.split,
         on_error=cfg.on_error,
+        answer_rule=cfg.answer_rule,
     )
     return bench
 
@@ -225,6 +232,7 @@ def ingest(
     data_dir: str | None = DataDirOpt,
     languages: str | None = LanguagesOpt,
     context: bool | None = ContextOpt,
+    answer_rule: str | None = AnswerRuleOpt,
     model: str | None = ModelOpt,
     adapter: str | None = AdapterOpt,
     query_prefix: str | None = QueryPrefixOpt,
@@ -309,6 +317,7 @@ def evaluate(
     data_dir: str | None = DataDirOpt,
     languages: str | None = LanguagesOpt,
     context: bool | None = ContextOpt,
+    answer_rule: str | None = AnswerRuleOpt,
     model: str | None = ModelOpt,
     adapter: str | None = AdapterOpt,
     query_prefix: str | None = QueryPrefixOpt,

@@ -65,6 +65,7 @@ class EvaluateConfig:
     split: str | None = None
     languages: list[str] | None = None
     context: bool = False
+    answer_rule: str = "lareqa"
     model: str = "intfloat/multilingual-e5-small"
     adapter: str | None = None
     query_prefix: str = "query: "

@@ -119,6 +119,7 @@ class EvaluationResult:
     options: EvalOptions
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    protocol: dict[str, str] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics: ``{setting}/{metric}`` macro values and ``{setting}/{q}-{p}/{metric}`` per slice."""
@@ -335,4 +336,5 @@ def evaluate(
         options,
         counts,
         time.perf_counter() - start,
+        dict(benchmark.protocol),
     )

@@ -25,6 +25,7 @@ def report_dict(result: EvaluationResult, model: str, extra: dict[str, Any] | No
         "model": model,
         "languages": list(result.languages),
         "counts": result.counts,
+        "protocol": result.protocol,
         "options": {
             "settings": list(opts.settings),
             "engine": opts.engine,
@@ -103,6 +104,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {q} | " + " | ".join(cells) + " |")
     counts = report.get("counts", {})
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    if report.get("protocol"):
+        lines.append("Protocol: " + ", ".join(f"{k} {v}" for k, v in report["protocol"].items()))
     if report["options"].get("metrics_truncated_at"):
         lines.append(f"Metrics truncated at depth {report['options']['metrics_truncated_at']}.")
     else:

@@ -70,6 +70,8 @@ class Benchmark:
             which makes cross-lingual and multilingual settings meaningful.
         skipped: counts of records the loader left out, by reason.
         skipped_examples: the first messages of bad records skipped (``on_error="skip"``).
+        protocol: how the loader built the set where it has a choice (LAReQA: ``answer_rule``), so a
+            report states it.
     """
 
     name: str
@@ -80,3 +82,4 @@ class Benchmark:
     parallel: bool = True
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
+    protocol: dict[str, str] = field(default_factory=dict)

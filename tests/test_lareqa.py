@@ -60,42 +60,107 @@ def test_duplicate_sentences_stay_separate_candidates():
     assert by_id["en/0/0/2"] == by_id["en/0/1/2"] == "It is very long."
 
 
-def test_queries_skip_answers_outside_one_sentence_and_count_them():
+def test_queries_skip_only_answers_starting_outside_every_sentence():
     bench = load_xquad()
     assert [q.query_id for q in bench.queries] == [
-        "de/q1", "de/q2", "de/q4", "de/q5",  # de/q3: answer "Wien bzw. Budapest" crosses a sentence end
+        "de/q1", "de/q2", "de/q3", "de/q4", "de/q5",  # de/q3: its answer crosses a sentence end: kept
         "en/q1", "en/q2", "en/q3", "en/q4", "en/q5",
         "es/q1", "es/q2", "es/q3", "es/q5",  # es/q4: answer_start past the context, in no sentence
     ]  # fmt: skip
-    assert bench.skipped == {"answer_crosses_sentence_end": 1, "answer_start_outside_sentences": 1}
+    assert bench.skipped == {"answer_start_outside_sentences": 1}
+    assert bench.protocol == {"answer_rule": "lareqa"}
     query = bench.queries[0]
     assert (query.text, query.lang, query.group_id) == ("Wohin mündet der Rhein?", "de", "q1")
 
 
 def test_qrels_join_parallel_questions_across_every_loaded_language():
     qrels = load_xquad().qrels
+    q3 = {"de/0/1/1": 1, "en/0/1/1": 1, "es/0/1/1": 1}  # de: the sentence holding the answer start
     assert qrels == {
         "de/q1": {"de/0/0/1": 1, "en/0/0/1": 1, "es/0/0/1": 1},
         "de/q2": {"de/0/0/0": 1, "en/0/0/0": 1, "es/0/0/0": 1},
+        "de/q3": q3,
         "de/q4": {"de/0/1/0": 1, "en/0/1/0": 1},
         "de/q5": {"de/1/0/0": 1, "en/1/0/0": 1, "es/1/0/0": 1},
         "en/q1": {"de/0/0/1": 1, "en/0/0/1": 1, "es/0/0/1": 1},
         "en/q2": {"de/0/0/0": 1, "en/0/0/0": 1, "es/0/0/0": 1},
-        "en/q3": {"en/0/1/1": 1, "es/0/1/1": 1},
+        "en/q3": q3,
         "en/q4": {"de/0/1/0": 1, "en/0/1/0": 1},
         "en/q5": {"de/1/0/0": 1, "en/1/0/0": 1, "es/1/0/0": 1},
         "es/q1": {"de/0/0/1": 1, "en/0/0/1": 1, "es/0/0/1": 1},
         "es/q2": {"de/0/0/0": 1, "en/0/0/0": 1, "es/0/0/0": 1},
-        "es/q3": {"en/0/1/1": 1, "es/0/1/1": 1},
+        "es/q3": q3,
         "es/q5": {"de/1/0/0": 1, "en/1/0/0": 1, "es/1/0/0": 1},
     }
 
 
-def test_keep_crossing_answers_uses_the_sentence_holding_the_answer_start():
-    bench = load_xquad(keep_crossing_answers=True)
+def test_strict_rule_also_drops_answers_crossing_their_sentence_end():
+    bench = load_xquad(answer_rule="strict")
+    assert bench.skipped == {"answer_crosses_sentence_end": 1, "answer_start_outside_sentences": 1}
+    assert bench.protocol == {"answer_rule": "strict"}
+    assert "de/q3" not in bench.qrels
+    assert bench.qrels["en/q3"] == {"en/0/1/1": 1, "es/0/1/1": 1}
+    assert bench.passages == load_xquad().passages  # the candidates stay LAReQA's
+    with pytest.raises(ConfigError, match="unknown answer rule 'loose'; valid: lareqa, strict"):
+        load_xquad(answer_rule="loose")
+
+
+def write_set(folder: Path, paragraphs: list[dict], lang: str = "en") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"data": [{"title": "T", "paragraphs": paragraphs}]}
+    (folder / f"{lang}.json").write_text(json.dumps(doc), encoding="utf-8")
+
+
+def qa(qid: str, start: int, text: str = "x") -> dict:
+    return {"id": qid, "question": f"{qid}?", "answers": [{"answer_start": start, "text": text}]}
+
+
+def test_candidate_text_is_the_context_slice_not_the_sentences_field(tmp_path):
+    context = "One. Two three."
+    write_set(tmp_path, [{
+        "context": context,
+        "sentences": ["One.", "Something else."],  # a stale field: LAReQA never reads it
+        "sentence_breaks": [[0, 4], [5, 15]],
+        "qas": [qa("a", 5)],
+    }])  # fmt: skip
+    bench = load_lareqa("xquad-r", tmp_path, ["en"])
+    assert [p.text for p in bench.passages] == ["One.", "Two three."]
+    without = [{"context": context, "sentence_breaks": [[0, 4], [5, 15]], "qas": [qa("a", 5)]}]
+    write_set(tmp_path, without)  # the field is not needed at all
+    assert load_lareqa("xquad-r", tmp_path, ["en"]).passages == bench.passages
+
+
+def test_paragraphs_without_a_kept_question_give_no_candidates(tmp_path):
+    write_set(tmp_path, [
+        {"context": "No questions here.", "sentence_breaks": [[0, 18]], "qas": []},
+        {"context": "Only a bad one.", "sentence_breaks": [[0, 15]], "qas": [qa("b", 99)]},
+        {"context": "A good one.", "sentence_breaks": [[0, 11]], "qas": [qa("a", 2)]},
+    ])  # fmt: skip
+    bench = load_lareqa("xquad-r", tmp_path, ["en"])
+    assert [(p.doc_id, p.text) for p in bench.passages] == [("en/0/2/0", "A good one.")]
+    assert bench.qrels == {"en/a": {"en/0/2/0": 1}}
     assert bench.skipped == {"answer_start_outside_sentences": 1}
-    assert bench.qrels["en/q3"] == {"de/0/1/1": 1, "en/0/1/1": 1, "es/0/1/1": 1}
-    assert bench.qrels["de/q3"] == bench.qrels["en/q3"]
+
+
+def test_every_sentence_with_the_answer_sentences_text_is_gold(tmp_path):
+    # LAReQA marks candidates relevant by text equality with the answer sentence (first span wins).
+    write_set(tmp_path, [{
+        "context": "Yes. No. Yes.",
+        "sentence_breaks": [[0, 4], [5, 8], [9, 13]],
+        "qas": [qa("a", 10)],
+    }])  # fmt: skip
+    bench = load_lareqa("xquad-r", tmp_path, ["en"])
+    assert bench.qrels == {"en/a": {"en/0/0/0": 1, "en/0/0/2": 1}}
+    assert len(bench.passages) == 3
+
+
+def test_the_first_span_holding_the_answer_start_wins(tmp_path):
+    write_set(tmp_path, [{
+        "context": "Overlapping spans.",
+        "sentence_breaks": [[0, 11], [5, 18]],
+        "qas": [qa("a", 6)],
+    }])  # fmt: skip
+    assert load_lareqa("xquad-r", tmp_path, ["en"]).qrels == {"en/a": {"en/0/0/0": 1}}
 
 
 def test_language_subset_restricts_candidates_queries_and_qrels():
@@ -184,10 +249,9 @@ def question(**fields):
 @pytest.mark.parametrize(
     ("paragraph", "message"),
     [
-        ({k: v for k, v in A_PARAGRAPH.items() if k != "sentences"}, "missing field 'sentences'"),
-        ({**A_PARAGRAPH, "sentences": None}, "invalid field 'sentences'"),
+        ({k: v for k, v in A_PARAGRAPH.items() if k != "sentence_breaks"}, "missing field 'sentence_breaks'"),
         ({**A_PARAGRAPH, "sentence_breaks": [[0]]}, "invalid sentence break"),
-        ({**A_PARAGRAPH, "sentences": ["A.", "B."]}, "2 sentences but 1"),
+        ({**A_PARAGRAPH, "sentence_breaks": [[0, 3]]}, "runs past the context's end"),
         ({**A_PARAGRAPH, "qas": [{"id": "x", "answers": []}]}, "missing field 'question'"),
         (question(answers=[]), "question x has no answers"),
         (question(answers=[{"answer_start": "0", "text": "A"}]), "invalid field 'answer_start'"),
@@ -290,6 +354,10 @@ CROSSING = {
 }  # fmt: skip
 
 
+# LAReQA's totals (questions, candidates) over all languages.
+LAREQA_TOTALS = {"xquad-r": (13090, 13014), "mlqa-r": (4199, 20534)}
+
+
 def source_table() -> dict[str, dict[str, tuple[int, int]]]:
     """SOURCE.md's counts table: set -> lang -> (questions, candidates)."""
     table: dict[str, dict[str, tuple[int, int]]] = {"xquad-r": {}, "mlqa-r": {}}
@@ -304,37 +372,107 @@ def source_table() -> dict[str, dict[str, tuple[int, int]]]:
 
 @real
 @pytest.mark.parametrize("name", ["xquad-r", "mlqa-r"])
-def test_real_counts_match_the_source_table(name):
+def test_real_counts_match_the_source_table_and_lareqa(name):
     expected = source_table()[name]
     assert tuple(expected) == lareqa.SPECS[name].languages
-    kept = load_lareqa(name, REAL, keep_crossing_answers=True)
-    assert kept.skipped == {}
-    assert Counter(p.lang for p in kept.passages) == {lang: c for lang, (_, c) in expected.items()}
-    assert Counter(q.lang for q in kept.queries) == {lang: q for lang, (q, _) in expected.items()}
-
     bench = load_lareqa(name, REAL)
-    assert bench.skipped == {"answer_crosses_sentence_end": sum(CROSSING[name].values())}
-    kept_per_lang = {lang: q - CROSSING[name][lang] for lang, (q, _) in expected.items()}
-    assert Counter(q.lang for q in bench.queries) == kept_per_lang
+    assert bench.skipped == {}
+    assert Counter(p.lang for p in bench.passages) == {lang: c for lang, (_, c) in expected.items()}
+    assert Counter(q.lang for q in bench.queries) == {lang: q for lang, (q, _) in expected.items()}
+    assert (len(bench.queries), len(bench.passages)) == LAREQA_TOTALS[name]
     assert len(bench.passages) == len({p.doc_id for p in bench.passages})
     assert len(bench.queries) == len({q.query_id for q in bench.queries})
     langs_of = {}
     for q in bench.queries:
         langs_of.setdefault(q.group_id, set()).add(q.lang)
-    for q in bench.queries:  # relevant: the question's gold sentence in each language where it was kept
+    for q in bench.queries:  # relevant: the question's gold sentence in every language that has it
         assert {d.split("/")[0] for d in bench.qrels[q.query_id]} == langs_of[q.group_id]
         assert set(bench.qrels[q.query_id].values()) == {1}
+
+    strict = load_lareqa(name, REAL, answer_rule="strict")
+    assert strict.skipped == {"answer_crosses_sentence_end": sum(CROSSING[name].values())}
+    kept_per_lang = {lang: q - CROSSING[name][lang] for lang, (q, _) in expected.items()}
+    assert Counter(q.lang for q in strict.queries) == kept_per_lang
+    assert strict.passages == bench.passages
+
+
+def lareqa_reference(name: str) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Candidates and relevant sets as LAReQA's released code builds them (utils_lareqa.py), re-stated.
+
+    Returns ``{candidate uid: text}`` and ``{question uid: relevant candidate uids}`` with LAReQA's uids
+    (``{lang}_{paragraph number}_{sentence}``, ``{xling id}_{lang}``).
+    """
+    candidates: dict[str, str] = {}
+    by_xling: dict[str, list[str]] = {}
+    questions: list[tuple[str, str]] = []
+    for lang in lareqa.SPECS[name].languages:
+        data = json.loads((REAL / name / f"{lang}.json").read_text(encoding="utf-8"))
+        number = 0
+        for passage in data["data"]:
+            for paragraph in passage["paragraphs"]:
+                number += 1
+                context, breaks = paragraph["context"], paragraph["sentence_breaks"]
+                sentences = [context[start:end] for start, end in breaks]
+                for item in paragraph["qas"]:
+                    start = item["answers"][0]["answer_start"]
+                    answer = next((context[s:e] for s, e in breaks if s <= start < e), None)
+                    if not answer:
+                        continue
+                    questions.append((item["id"], lang))
+                    for position, sentence in enumerate(sentences):
+                        uid = f"{lang}_{number}_{position}"
+                        candidates.setdefault(uid, sentence)
+                        if sentence == answer:
+                            by_xling.setdefault(item["id"], []).append(uid)
+    return candidates, {f"{x}_{lang}": set(by_xling[x]) for x, lang in questions}
+
+
+@real
+@pytest.mark.parametrize("name", ["xquad-r", "mlqa-r"])
+def test_real_candidates_and_relevant_sets_equal_lareqas_code(name):
+    candidates, relevant = lareqa_reference(name)
+    bench = load_lareqa(name, REAL)
+    # map our positional ids onto LAReQA's (paragraph counter per language file)
+    numbers: dict[tuple[str, int, int], int] = {}
+    for lang in lareqa.SPECS[name].languages:
+        data = json.loads((REAL / name / f"{lang}.json").read_text(encoding="utf-8"))
+        n = 0
+        for a, passage in enumerate(data["data"]):
+            for p, _ in enumerate(passage["paragraphs"]):
+                n += 1
+                numbers[(lang, a, p)] = n
+
+    def uid(doc_id: str) -> str:
+        lang, a, p, s = doc_id.split("/")
+        return f"{lang}_{numbers[(lang, int(a), int(p))]}_{s}"
+
+    assert {uid(p.doc_id): p.text for p in bench.passages} == candidates
+    ours = {f"{q.group_id}_{q.lang}": {uid(d) for d in bench.qrels[q.query_id]} for q in bench.queries}
+    assert ours == relevant
 
 
 @real
 def test_real_xquad_is_11_way_parallel():
     bench = load_lareqa("xquad-r", REAL)
     assert {p.group_id for p in bench.passages} == {f"{a}/{p}" for a in range(48) for p in range(5)}
-    sizes = Counter(len(rel) for rel in bench.qrels.values())
-    assert sizes[11] == 12672  # question ids kept in all 11 languages: 1152 x 11
+    assert Counter(len(rel) for rel in bench.qrels.values()) == {11: 13090}  # every question, 11 languages
     en = {p.doc_id: p.text for p in bench.passages if p.lang == "en"}
     assert bench.qrels["en/56beb4343aeaaa14008c925b"]["en/0/0/0"] == 1
     assert en["en/0/0/0"].startswith("The Panthers defense gave up just 308 points")
+    tr = {p.doc_id: p.text for p in bench.passages if p.lang == "tr"}
+    raw = json.loads((REAL / "xquad-r" / "tr.json").read_text(encoding="utf-8"))
+    differs = [
+        (a, p, i)
+        for a, article in enumerate(raw["data"])
+        for p, paragraph in enumerate(article["paragraphs"])
+        for i, (start, end) in enumerate(paragraph["sentence_breaks"])
+        if paragraph["sentences"][i] != paragraph["context"][start:end]
+    ]
+    assert len(differs) == 2  # where the files' sentences field and the context slice disagree
+    for a, p, i in differs:
+        paragraph = raw["data"][a]["paragraphs"][p]
+        start, end = paragraph["sentence_breaks"][i]
+        assert tr[f"tr/{a}/{p}/{i}"] == paragraph["context"][start:end]
 
 
 @real
@@ -342,6 +480,8 @@ def test_real_mlqa_paragraphs_have_no_group_ids():
     bench = load_lareqa("mlqa-r", REAL, ["en", "de"])
     assert {p.group_id for p in bench.passages} == {None}
     assert Counter(len(rel) for rel in bench.qrels.values()).keys() <= {1, 2}
+    full = load_lareqa("mlqa-r", REAL)
+    assert Counter(len(rel) for rel in full.qrels.values()) == {2: 130, 3: 789, 4: 3280}
 
 
 # -- load_benchmark ----------------------------------------------------------------------------------------

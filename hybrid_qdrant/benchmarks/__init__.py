@@ -5,7 +5,8 @@ What the returned ``Benchmark`` holds:
 - ``xquad-r`` / ``mlqa-r``: every sentence candidate in ``passages`` (``"{lang}/{a}/{p}/{s}"``),
   one query per question and language (``"{lang}/{question id}"``, ``group_id`` = question id), qrels
   joining each query to its gold sentence in every loaded language, ``parallel=True``, ``skipped``
-  counting questions whose answer is not inside one sentence.
+  counting questions LAReQA's rule leaves out (none in the released files), ``protocol`` naming the
+  answer rule.
 - ``beir``: the folder's corpus and the queries judged in ``qrels/{split}.tsv`` (default ``test``),
   ids as in the files, ``parallel`` True when every query has a ``group_id``.
 - ``miracl``: a ``StreamedBenchmark``: ``passages == []``, topics and qrels of ``split`` (default
@@ -37,6 +38,7 @@ def load_benchmark(
     context: bool = False,
     split: str | None = None,
     on_error: str = "stop",
+    answer_rule: str = "lareqa",
 ) -> Benchmark:
     """Load a benchmark by name (``xquad-r``, ``mlqa-r``, ``beir``, ``miracl``).
 
@@ -50,6 +52,8 @@ def load_benchmark(
             a single split and take None.
         on_error: BEIR: ``"skip"`` skips bad records and counts them (see ``load_beir``); the JSON
             files of LAReQA and the TSV files of MIRACL always stop at the first error.
+        answer_rule: LAReQA only: ``lareqa`` (default, the released evaluation code's rule) or
+            ``strict`` (see ``load_lareqa``).
 
     Raises:
         DataError: an unknown benchmark (naming the valid ones) or bad data.
@@ -61,7 +65,9 @@ def load_benchmark(
     if key in LAREQA_SPECS:
         if split is not None:
             raise ConfigError(f"{key} has a single split; got split={split!r}")
-        return load_lareqa(key, data_dir, languages, context)
+        return load_lareqa(key, data_dir, languages, context, answer_rule=answer_rule)
+    if answer_rule != "lareqa":
+        raise ConfigError(f"answer_rule applies to xquad-r and mlqa-r only, not {key}")
     if context:
         raise ConfigError(f"context applies to xquad-r and mlqa-r only, not {key}")
     if key == "beir":

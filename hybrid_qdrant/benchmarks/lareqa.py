@@ -1,23 +1,32 @@
 """LAReQA answer-sentence retrieval sets: XQuAD-R (11 languages) and MLQA-R (7 languages).
 
-The files are SQuAD v1.1 JSON whose paragraphs also carry ``sentences`` and ``sentence_breaks``
-(``[start, end)`` character spans into ``context``). The retrieval set built from them:
+The files are SQuAD v1.1 JSON whose paragraphs also carry ``sentence_breaks`` (``[start, end)``
+character spans into ``context``). The retrieval set is built exactly as LAReQA's released evaluation
+code builds it (google-research/xtreme ``third_party/utils_lareqa.py``: ``generate_examples`` and
+``load_data``):
 
-- candidates: every sentence of every paragraph of every loaded language, doc id
-  ``"{lang}/{article}/{paragraph}/{sentence}"`` (0-based positions in the file). The text is the
-  ``sentences`` entry (not the ``context`` slice, which is off by a few characters in a few XQuAD-R tr
-  paragraphs). Sentences with the same text in one language stay separate candidates, as in LAReQA.
+- a question's answer sentence: the FIRST sentence whose span holds ``answer_start`` of its answer.
+  A question whose ``answer_start`` lies in no span is skipped and counted (``SKIP_OUTSIDE``). A
+  question whose answer text runs past the end of that sentence (a sentence-splitter error such as
+  "E.I. du Pont") is kept, with that sentence as gold: LAReQA keeps them.
+- candidates: every sentence of every paragraph that has at least one such question, in every loaded
+  language, doc id ``"{lang}/{article}/{paragraph}/{sentence}"`` (0-based positions in the file). The
+  text is the slice ``context[start:end]``, as LAReQA builds it; the files' ``sentences`` field is not
+  read (it differs from the slice in two XQuAD-R tr sentences). Sentences with the same text stay
+  separate candidates, as in LAReQA.
+- gold: LAReQA marks a candidate relevant when its text equals the answer sentence's text, so every
+  sentence of the paragraph with that text is gold (none such in the released files).
 - ``Passage.group_id`` = ``"{article}/{paragraph}"`` where paragraphs are parallel by position
   (XQuAD-R, checked on load); None for MLQA-R, whose paragraphs are not aligned across languages.
-- a question's gold candidate: the sentence whose span contains ``answer_start`` of its first answer.
-  Questions whose answer starts outside every span, or whose answer text runs past the end of that
-  sentence (sentence splitter errors such as "E.I. du Pont"), are skipped and counted in
-  ``Benchmark.skipped`` unless ``keep_crossing_answers`` (LAReQA's own rule, which keeps them with
-  the sentence holding the answer start as gold: 1190 questions per XQuAD-R language).
-- queries: one per question and language, id ``"{lang}/{question id}"``, ``group_id`` = question id.
-- qrels: a query's relevant set is the gold sentence of its question id in every loaded language
-  (11 items per XQuAD-R query in the multilingual setting), relevance 1. A question skipped in one
-  language has no query and no relevant item there; its versions in other languages stay.
+- queries: one per question and language, id ``"{lang}/{question id}"``, ``group_id`` = question id
+  (LAReQA's ``xling_id``).
+- qrels: a query's relevant set is the gold sentences of its question id in every loaded language
+  (11 items per XQuAD-R query in the multilingual setting), relevance 1.
+
+Counts on the released files (LAReQA's rule): XQuAD-R 13,090 questions / 13,014 candidates, MLQA-R
+4,199 / 20,534, no question skipped. ``answer_rule="strict"`` (an opt-in, not LAReQA's protocol) also
+drops the questions whose answer crosses its sentence end (XQuAD-R 112, MLQA-R 25), counted as
+``SKIP_CROSSES``; the candidates stay those of LAReQA's rule.
 
 Licences: XQuAD-R is CC BY-SA 4.0; MLQA-R is CC BY-NC 4.0, so it is never bundled, only loaded from a
 user's directory or downloaded into the user's cache.
@@ -37,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_qdrant.atomic_write import atomic_write_bytes
-from hybrid_qdrant.errors import DataError
+from hybrid_qdrant.errors import ConfigError, DataError
 from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query
 
 logger = logging.getLogger(__name__)
@@ -50,6 +59,10 @@ CONTEXT_TEMPLATE = "{sentence}\n{context}"
 #: ``Benchmark.skipped`` reasons.
 SKIP_OUTSIDE = "answer_start_outside_sentences"
 SKIP_CROSSES = "answer_crosses_sentence_end"
+
+#: Which questions are kept: ``lareqa`` (the released evaluation code's rule, the default) or
+#: ``strict`` (also drop answers that run past the end of their sentence).
+ANSWER_RULES = ("lareqa", "strict")
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -112,6 +125,14 @@ def select_languages(spec: LareqaSpec, languages: Iterable[str] | str | None) ->
     if not wanted:
         raise DataError(f"{spec.name}: no languages selected; valid: {' '.join(spec.languages)}")
     return tuple(lang for lang in spec.languages if lang in wanted)
+
+
+def check_answer_rule(rule: str) -> str:
+    """``rule`` lower-cased when it is one of ``ANSWER_RULES``; ConfigError naming them otherwise."""
+    key = str(rule).strip().lower()
+    if key not in ANSWER_RULES:
+        raise ConfigError(f"unknown answer rule {rule!r}; valid: {', '.join(ANSWER_RULES)}")
+    return key
 
 
 def download(url: str, dest: Path, timeout: float = DEFAULT_TIMEOUT) -> Path:
@@ -181,7 +202,7 @@ class _Question:
     text: str
     article: int
     paragraph: int
-    sentence: int
+    gold: tuple[int, ...]  # sentence positions in the paragraph whose text is the answer sentence
 
 
 @dataclass
@@ -241,8 +262,8 @@ def _spans(paragraph: dict, path: Path, where: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _parse_file(path: Path, lang: str, keep_crossing_answers: bool) -> _LanguageFile:
-    """Sentences, gold-tagged questions and skip counts of one language file."""
+def _parse_file(path: Path, lang: str, answer_rule: str) -> _LanguageFile:
+    """Candidate sentences, gold-tagged questions and skip counts of one language file (LAReQA's rules)."""
     doc = _read_json(path)
     parsed = _LanguageFile(lang=lang)
     articles = _get(doc, "data", list, path, "top level")
@@ -253,15 +274,11 @@ def _parse_file(path: Path, lang: str, keep_crossing_answers: bool) -> _Language
         for p, paragraph in enumerate(paragraphs):
             where = f"article {a} paragraph {p}"
             context = _get(paragraph, "context", str, path, where)
-            sentences = _get(paragraph, "sentences", list, path, where)
             spans = _spans(paragraph, path, where)
-            if len(spans) != len(sentences) or not all(isinstance(s, str) for s in sentences):
-                raise DataError(
-                    f"{path}: {where}: {len(sentences)} sentences but {len(spans)} sentence breaks "
-                    f"in record {_preview(paragraph)}"
-                )
-            for i, sentence in enumerate(sentences):
-                parsed.sentences.append(_Sentence(a, p, i, sentence, context))
+            if any(end > len(context) for _, end in spans):
+                raise DataError(f"{path}: {where}: a sentence break runs past the context's end")
+            sentences = [context[start:end] for start, end in spans]  # LAReQA's candidate texts
+            kept = 0
             for qa in _get(paragraph, "qas", list, path, where):
                 qid = _get(qa, "id", str, path, where)
                 question = _get(qa, "question", str, path, where)
@@ -273,14 +290,20 @@ def _parse_file(path: Path, lang: str, keep_crossing_answers: bool) -> _Language
                 if qid in parsed.positions:
                     raise DataError(f"{path}: {where}: duplicate question id {qid!r}")
                 parsed.positions[qid] = (a, p)
-                gold = next((i for i, (s, e) in enumerate(spans) if s <= start < e), None)
-                if gold is None:
+                first = next((i for i, (s, e) in enumerate(spans) if s <= start < e), None)
+                if first is None:
                     parsed.skipped[SKIP_OUTSIDE] += 1
                     continue
-                if start + len(answer) > spans[gold][1] and not keep_crossing_answers:
+                if answer_rule == "strict" and start + len(answer) > spans[first][1]:
                     parsed.skipped[SKIP_CROSSES] += 1
+                    kept += 1  # the paragraph's candidates are LAReQA's, whichever rule drops questions
                     continue
+                gold = tuple(i for i, text in enumerate(sentences) if text == sentences[first])
                 parsed.questions.append(_Question(qid, question, a, p, gold))
+                kept += 1
+            if kept:  # LAReQA adds a paragraph's sentences as candidates along with its questions
+                for i, text in enumerate(sentences):
+                    parsed.sentences.append(_Sentence(a, p, i, text, context))
     parsed.shape = tuple(shape)
     return parsed
 
@@ -303,7 +326,7 @@ def load_lareqa(
     languages: Iterable[str] | str | None = None,
     context: bool = False,
     *,
-    keep_crossing_answers: bool = False,
+    answer_rule: str = "lareqa",
     cache_dir: str | Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Benchmark:
@@ -315,16 +338,18 @@ def load_lareqa(
         languages: subset to load; None loads all.
         context: candidate text is ``CONTEXT_TEMPLATE`` (sentence, newline, paragraph) instead of the
             sentence alone.
-        keep_crossing_answers: keep questions whose answer runs past its sentence (LAReQA's counts).
+        answer_rule: ``lareqa`` (default: LAReQA's released code, every question whose answer starts
+            inside a sentence) or ``strict`` (also drop those whose answer runs past that sentence).
         cache_dir: download cache root (default ``$HQ_CACHE_DIR`` or ``~/.cache/hybrid-qdrant``).
         timeout: seconds per download.
     """
     spec = get_spec(name)
     langs = select_languages(spec, languages)
+    answer_rule = check_answer_rule(answer_rule)
     files = []
     for lang in langs:
         path = lareqa_file(spec.name, lang, data_dir, cache_dir, timeout)
-        parsed = _parse_file(path, lang, keep_crossing_answers)
+        parsed = _parse_file(path, lang, answer_rule)
         if parsed.skipped:
             logger.info("%s %s: skipped %s", spec.name, lang, dict(parsed.skipped))
         files.append(parsed)
@@ -337,7 +362,7 @@ def load_lareqa(
 
     passages: list[Passage] = []
     queries: list[Query] = []
-    gold: dict[str, dict[str, str]] = {}  # question id -> lang -> gold doc id
+    gold: dict[str, list[str]] = {}  # question id -> gold doc ids in every language
     skipped: Counter[str] = Counter()
     for f in files:
         for s in f.sentences:
@@ -352,11 +377,11 @@ def load_lareqa(
             )
         for q in f.questions:
             queries.append(Query(query_id=f"{f.lang}/{q.qid}", text=q.text, lang=f.lang, group_id=q.qid))
-            gold.setdefault(q.qid, {})[f.lang] = f"{f.lang}/{q.article}/{q.paragraph}/{q.sentence}"
+            gold.setdefault(q.qid, []).extend(f"{f.lang}/{q.article}/{q.paragraph}/{i}" for i in q.gold)
         skipped.update(f.skipped)
 
     qrels: Qrels = {
-        query.query_id: {doc_id: 1 for doc_id in gold[query.group_id].values()} for query in queries
+        query.query_id: {doc_id: 1 for doc_id in gold[query.group_id]} for query in queries
     }
     return Benchmark(
         name=spec.name,
@@ -366,10 +391,12 @@ def load_lareqa(
         qrels=qrels,
         parallel=True,
         skipped=dict(skipped),
+        protocol={"answer_rule": answer_rule},
     )
 
 
 __all__ = [
+    "ANSWER_RULES",
     "CONTEXT_TEMPLATE",
     "MLQA_R",
     "SKIP_CROSSES",
@@ -377,6 +404,7 @@ __all__ = [
     "SPECS",
     "XQUAD_R",
     "LareqaSpec",
+    "check_answer_rule",
     "default_cache_dir",
     "download",
     "get_spec",
