@@ -395,8 +395,12 @@ def evaluate(
 @app.command()
 @handle_errors
 def compare(
-    report_a: Path = typer.Argument(..., help="Report JSON of system A (its .queries.json.gz beside it)."),
-    report_b: Path = typer.Argument(..., help="Report JSON of system B."),
+    reports_a: str = typer.Argument(
+        ...,
+        help="Report JSON of system A (its .queries.json.gz beside it), or several comma-separated, one "
+        "per training seed: a1.json,a2.json,a3.json.",
+    ),
+    reports_b: str = typer.Argument(..., help="Report JSON(s) of system B, likewise."),
     metrics: str = typer.Option(
         "map", "--metrics", help="Comma-separated metrics, e.g. map,recall@1,rank_distance."
     ),
@@ -405,25 +409,43 @@ def compare(
     seed: int = typer.Option(0, "--seed"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the comparison as JSON."),
 ) -> None:
-    """Paired significance of A - B per setting: bootstrap CI and randomisation test on per-query values."""
+    """Paired significance of A - B per setting, resampling clusters of parallel queries (and seeds).
+
+    A query's cluster is its parallel group (the question in every language); with several runs per
+    side the interval also covers the spread over seeds (a two-level bootstrap).
+    """
     import json
 
     from hybrid_qdrant.compare import compare_reports, markdown_table
     from hybrid_qdrant.report import atomic_write_bytes
 
+    paths_a = [Path(p) for p in _csv(reports_a) or []]
+    paths_b = [Path(p) for p in _csv(reports_b) or []]
     rows = compare_reports(
-        report_a,
-        report_b,
+        paths_a,
+        paths_b,
         tuple(_csv(metrics) or ["map"]),
         tuple(_csv(settings) or []),
         n_resamples=resamples,
         seed=seed,
     )
-    typer.echo(markdown_table(rows, report_a.stem, report_b.stem))
+    typer.echo(markdown_table(rows, _side_name(paths_a), _side_name(paths_b)))
     if output:
-        payload = {"a": str(report_a), "b": str(report_b), "rows": [r.as_dict() for r in rows]}
+        payload = {
+            "a": [str(p) for p in paths_a],
+            "b": [str(p) for p in paths_b],
+            "resamples": resamples,
+            "seed": seed,
+            "method": "bootstrap over clusters of parallel queries (and runs); cluster sign-flip test",
+            "rows": [r.as_dict() for r in rows],
+        }
         atomic_write_bytes(output, (json.dumps(payload, indent=1) + "\n").encode())
         typer.echo(f"wrote {output}")
+
+
+def _side_name(paths: list[Path]) -> str:
+    """A short column name for one side of ``hq compare``."""
+    return paths[0].stem if len(paths) == 1 else f"{paths[0].stem} (+{len(paths) - 1})"
 
 
 def _register_train() -> None:

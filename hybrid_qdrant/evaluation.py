@@ -120,6 +120,7 @@ class EvaluationResult:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     protocol: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)  # query id -> parallel group (where known)
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics: ``{setting}/{metric}`` macro values and ``{setting}/{q}-{p}/{metric}`` per slice."""
@@ -337,4 +338,5 @@ def evaluate(
         counts,
         time.perf_counter() - start,
         dict(benchmark.protocol),
+        {q.query_id: q.group_id for q in benchmark.queries if q.group_id is not None},
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from hybrid_qdrant.atomic_write import atomic_savefig, atomic_write_bytes
 from hybrid_qdrant.evaluation import EvaluationResult
 
 REPORT_VERSION = 1
+#: Version of the per-query file: 1 held only the slices; 2 adds each query's parallel group.
+PER_QUERY_VERSION = 2
 
 
 def report_dict(result: EvaluationResult, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,9 +52,29 @@ def report_dict(result: EvaluationResult, model: str, extra: dict[str, Any] | No
     }
 
 
-def per_query_dict(result: EvaluationResult) -> dict[str, dict[str, dict[str, float]]]:
-    """Per-query values keyed ``{setting}/{q}-{p}`` then query id (for significance tests)."""
-    return {f"{r.slice.setting}/{r.slice.key}": r.per_query for r in result.slices}
+@dataclass
+class PerQueryValues:
+    """The per-query file beside a report.
+
+    Attributes:
+        slices: ``{"{setting}/{q}-{p}": {query id: {metric: value}}}``.
+        groups: ``{query id: parallel group}`` for queries that have one (the clusters of ``hq
+            compare``); empty in files written before version 2.
+        version: the file's format version.
+    """
+
+    slices: dict[str, dict[str, dict[str, float]]]
+    groups: dict[str, str] = field(default_factory=dict)
+    version: int = PER_QUERY_VERSION
+
+
+def per_query_dict(result: EvaluationResult) -> dict[str, object]:
+    """The per-query file's content: values keyed ``{setting}/{q}-{p}`` then query id, and the groups."""
+    return {
+        "version": PER_QUERY_VERSION,
+        "slices": {f"{r.slice.setting}/{r.slice.key}": r.per_query for r in result.slices},
+        "groups": result.groups,
+    }
 
 
 def _fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -190,10 +213,20 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def load_per_query(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Read the per-query values written beside a report (path of the report or or its per-query file)."""
+def load_per_query(path: str | Path) -> PerQueryValues:
+    """Read the per-query values written beside a report (path of the report or of its per-query file).
+
+    Files of version 1 (slices only, no groups) are read too.
+    """
     path = Path(path)
     if not path.name.endswith(".queries.json.gz"):
         stem = path.with_suffix("") if path.suffix == ".json" else path
         path = Path(f"{stem}.queries.json.gz")
-    return json.loads(gzip.decompress(path.read_bytes()))
+    data = json.loads(gzip.decompress(path.read_bytes()))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a per-query file")
+    if "version" not in data:  # version 1: the slices at top level
+        return PerQueryValues(slices=data, groups={}, version=1)
+    if data["version"] != PER_QUERY_VERSION or not isinstance(data.get("slices"), dict):
+        raise ValueError(f"{path}: unknown per-query file version {data.get('version')!r}")
+    return PerQueryValues(slices=data["slices"], groups=dict(data.get("groups") or {}), version=2)

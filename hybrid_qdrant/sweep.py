@@ -27,12 +27,11 @@ state file records each finished step with a fingerprint of the cell's configs: 
 cells, resumes an interrupted training from its last checkpoint, and refuses a cell whose config
 changed (use another ``dir``).
 
-Intervals: the unit is the query. Per setting, a query's value is its mean over the setting's slices
-(as ``hq compare``), then its mean over the seeds; the table gives the mean over queries and the 95 %
-percentile bootstrap interval over queries (seeded). That interval is the uncertainty from the choice
-of queries at fixed training runs; across seeds, the table adds the standard deviation of the per-seed
-means when there are two seeds or more. Each alpha is compared with ``reference_alpha`` per model with
-the paired bootstrap and randomisation tests of ``hq compare``.
+Intervals: per setting, the table gives the macro average (as the reports), its mean over the seeds,
+and a 95 % interval from a two-level bootstrap over clusters of parallel queries (a question in every
+language) and over the seeds (``significance.bootstrap_mean``), plus the standard deviation of the
+per-seed values when there are two seeds or more. Each alpha is compared with ``reference_alpha`` per
+model by ``hq compare`` with all seeds of both sides.
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ import inspect
 import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -432,25 +430,32 @@ def run_sweep(config: SweepConfig) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------------- collect
 
 
-def _bootstrap_mean(
-    values: np.ndarray, resamples: int, confidence: float, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (n,)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, values.size, size=(resamples, values.size))  # (resamples, n)
-    means = values[picks].mean(axis=1)  # (resamples,)
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(low), float(high)
+def _interval(reports: list[Path], setting: str, metric: str, config: SweepConfig) -> dict[str, Any] | None:
+    """A cell group's macro mean over its seeds with the interval over seeds and question clusters."""
+    from hybrid_qdrant.compare import _groups, _load, setting_values
+    from hybrid_qdrant.significance import bootstrap_mean
 
-
-def _seed_averaged(reports: list[Path], setting: str, metric: str) -> dict[str, float]:
-    """``{qid: value}``: each query's setting value (``hq compare``'s), averaged over the seeds' reports."""
-    from hybrid_qdrant.compare import per_query_by_setting
-    from hybrid_qdrant.report import load_per_query
-
-    per_seed = [per_query_by_setting(load_per_query(r), setting, metric) for r in reports]
-    shared = set(per_seed[0]).intersection(*per_seed[1:])
-    return {q: float(np.mean([s[q] for s in per_seed])) for q in sorted(shared)}
+    files = {r: _load(r) for r in reports}
+    per_seed = [setting_values(files[r].slices, setting, metric) for r in reports]
+    if not all(values for values, _ in per_seed):
+        return None
+    boot = bootstrap_mean(
+        [values for values, _ in per_seed],
+        n_resamples=config.resamples,
+        confidence=config.confidence,
+        groups=_groups(files),
+        weights=per_seed[0][1],
+    )
+    seed_values = [sum(w[q] * v[q] for q in v) for v, w in per_seed]  # each seed's macro value
+    return {
+        "mean": boot.mean_difference,
+        "ci_low": boot.ci_low,
+        "ci_high": boot.ci_high,
+        "queries": boot.n_queries,
+        "clusters": boot.n_clusters,
+        "per_seed": seed_values,
+        "seed_sd": float(np.std(seed_values, ddof=1)) if len(seed_values) > 1 else None,
+    }
 
 
 def _parameters(model: SweepModel, base: dict[str, Any]) -> float:
@@ -472,14 +477,14 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
     Raises:
         DataError: no cell has finished.
     """
-    from hybrid_qdrant.report import load_report
 
     state = state or _load_state(config.root)
     base = read_toml(config.train_config)
     done = {k: v for k, v in state["cells"].items() if v.get("status") == "done"}
     if not done:
         raise DataError(f"no finished cell in {config.root}: run the sweep first")
-    rows, per_query = [], {}
+    rows: list[dict[str, Any]] = []
+    by_alpha: dict[tuple[str, float], list[Path]] = {}
     for model in config.models:
         params = _parameters(model, base)
         for alpha in config.alphas:
@@ -495,26 +500,12 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
                 "seeds": len(reports),
             }
             for setting, metric in METRICS:
-                key = f"{setting}/{metric}"
-                values = _seed_averaged(reports, setting, metric)
-                per_query[(model.label, alpha, key)] = values
-                if len(values) < 2:
-                    continue
-                array = np.fromiter(values.values(), dtype=np.float64)
-                low, high = _bootstrap_mean(array, config.resamples, config.confidence)
-                seed_means = [load_report(r)["metrics"].get(key) for r in reports]
-                row[key] = {
-                    "mean": float(array.mean()),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "queries": int(array.size),
-                    "macro": _mean(seed_means),
-                    "seed_sd": float(np.std([_micro(r, setting, metric) for r in reports], ddof=1))
-                    if len(reports) > 1
-                    else None,
-                }
+                value = _interval(reports, setting, metric, config)
+                if value is not None:
+                    row[f"{setting}/{metric}"] = value
+            by_alpha[(model.label, alpha)] = reports
             rows.append(row)
-    comparisons = _significance(config, per_query)
+    comparisons = _significance(config, by_alpha)
     out = config.results_dir
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -527,7 +518,7 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
     payload = {
         "confidence": config.confidence,
         "resamples": config.resamples,
-        "interval": "percentile bootstrap over queries of the seed-averaged per-query values",
+        "interval": "percentile bootstrap over clusters of parallel queries and over the seeds (two-level)",
         "reference_alpha": config.reference_alpha,
         "rows": rows,
         "significance": comparisons,
@@ -540,54 +531,44 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
     return paths
 
 
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(present)) if present else None
-
-
-def _micro(report: Path, setting: str, metric: str) -> float:
-    from hybrid_qdrant.compare import per_query_by_setting
-    from hybrid_qdrant.report import load_per_query
-
-    values = per_query_by_setting(load_per_query(report), setting, metric)
-    return float(np.mean(list(values.values()))) if values else float("nan")
-
-
-def _significance(config: SweepConfig, per_query: Mapping[tuple, dict[str, float]]) -> list[dict[str, Any]]:
-    """Per model, each alpha against ``reference_alpha``: paired bootstrap and randomisation tests."""
-    from hybrid_qdrant.significance import paired_bootstrap, randomization_test
+def _significance(
+    config: SweepConfig, by_alpha: Mapping[tuple[str, float], list[Path]]
+) -> list[dict[str, Any]]:
+    """Per model, each alpha against ``reference_alpha`` with ``hq compare`` (all seeds of each side)."""
+    from hybrid_qdrant.compare import compare_reports
 
     out = []
     ref = config.reference_alpha
-    if ref not in config.alphas:
-        return out
     for model in config.models:
+        reference = by_alpha.get((model.label, ref))
+        if not reference:
+            continue
         for alpha in config.alphas:
-            if alpha == ref:
+            reports = by_alpha.get((model.label, alpha))
+            if alpha == ref or not reports:
                 continue
             for setting, metric in METRICS:
-                key = f"{setting}/{metric}"
-                a, b = per_query.get((model.label, alpha, key)), per_query.get((model.label, ref, key))
-                if not a or not b:
-                    continue
                 try:
-                    boot = paired_bootstrap(a, b, n_resamples=config.resamples, confidence=config.confidence)
-                    p_rand = randomization_test(a, b, n_resamples=config.resamples)
-                except ValueError as exc:
-                    logger.warning("%s alpha %g vs %g, %s: %s", model.label, alpha, ref, key, exc)
+                    (row,) = compare_reports(
+                        reports,
+                        reference,
+                        (metric,),
+                        (setting,),
+                        n_resamples=config.resamples,
+                        confidence=config.confidence,
+                    )
+                except DataError as exc:
+                    logger.warning(
+                        "%s alpha %g vs %g, %s/%s: %s", model.label, alpha, ref, setting, metric, exc
+                    )
                     continue
                 out.append(
                     {
                         "model": model.label,
                         "alpha": alpha,
                         "reference_alpha": ref,
-                        "metric": key,
-                        "difference": boot.mean_difference,
-                        "ci_low": boot.ci_low,
-                        "ci_high": boot.ci_high,
-                        "p_bootstrap": boot.p_value,
-                        "p_randomization": p_rand,
-                        "queries": boot.n_queries,
+                        "metric": f"{setting}/{metric}",
+                        **{k: v for k, v in row.as_dict().items() if k not in ("setting", "metric")},
                     }
                 )
     return out
@@ -614,9 +595,9 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
     lines = [
         f"# Sweep: model size x alpha ({len(config.seeds)} seed(s): {', '.join(map(str, config.seeds))})",
         "",
-        f"Mean over queries with its {pct} bootstrap interval over queries (mAP x 100; rank distance: lower "
-        "is better). A query's value is its mean over the setting's slices, then over the seeds"
-        + ("; ±: standard deviation of the per-seed means." if len(config.seeds) > 1 else "."),
+        f"Macro average (as the reports) with its {pct} bootstrap interval over clusters of parallel "
+        "queries and over the seeds (mAP x 100; rank distance: lower is better)"
+        + ("; ±: standard deviation of the per-seed values." if len(config.seeds) > 1 else "."),
         "",
         "| model | parameters | alpha | " + " | ".join(LABELS[k] for k in keys) + " |",
         "|---|---|---|" + "---|" * len(keys),
@@ -629,19 +610,26 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
     if comparisons:
         lines += [
             "",
-            f"Each alpha against alpha = {config.reference_alpha:g} (paired over queries, as `hq compare`):",
+            f"Each alpha against alpha = {config.reference_alpha:g} (`hq compare` with every seed of each "
+            "side: bootstrap over question clusters and seeds):",
             "",
             "| model | alpha | metric | difference | "
             + pct
-            + " CI | p (bootstrap) | p (randomisation) | queries |",
-            "|---|---|---|---|---|---|---|---|",
+            + " CI | p (bootstrap) | p (randomisation) | run-pair differences | queries | clusters |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in comparisons:
             s = _scale(c["metric"])
+            p_rand = "-" if c["p_randomization"] is None else f"{c['p_randomization']:.4f}"
+            spread = (
+                "-"
+                if c["spread_low"] is None
+                else f"{c['spread_low'] * s:+.2f} to {c['spread_high'] * s:+.2f}"
+            )
             lines.append(
                 f"| {c['model']} | {c['alpha']:g} | {LABELS[c['metric']]} | {c['difference'] * s:+.2f} | "
                 f"[{c['ci_low'] * s:+.2f}, {c['ci_high'] * s:+.2f}] | {c['p_bootstrap']:.4f} | "
-                f"{c['p_randomization']:.4f} | {c['queries']} |"
+                f"{p_rand} | {spread} | {c['n_queries']} | {c['n_clusters']} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -660,7 +648,7 @@ def _params(n: float) -> str:
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     keys = [f"{s}/{m}" for s, m in METRICS]
-    fields = ("mean", "ci_low", "ci_high", "seed_sd", "macro", "queries")
+    fields = ("mean", "ci_low", "ci_high", "seed_sd", "queries", "clusters")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "params", "alpha", "seeds"] + [f"{k}:{f}" for k in keys for f in fields])
@@ -709,7 +697,9 @@ def _plot(rows: list[dict[str, Any]], x: str, path: Path, confidence: float) -> 
         ax.set_title(LABELS[key] + (" (lower is better)" if key.endswith("rank_distance") else " x 100"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"error bars: {confidence:.0%} bootstrap intervals over queries", fontsize=9)
+    fig.suptitle(
+        f"error bars: {confidence:.0%} bootstrap intervals over question clusters and seeds", fontsize=9
+    )
     fig.tight_layout()
     try:
         atomic_savefig(fig, path, dpi=110)

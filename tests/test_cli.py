@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hybrid_qdrant.benchmarks import load_benchmark
 from hybrid_qdrant.cli import app
+from hybrid_qdrant.report import load_per_query
 
 XQUAD = Path(__file__).parent / "fixtures" / "lareqa" / "xquad-r"
 LANGS = ["en", "de", "es"]  # the fixture's languages
@@ -99,7 +100,11 @@ def test_evaluate_end_to_end_writes_the_report(tmp_path, tiny_model):
     assert report["counts"]["slices"] == len(langs) ** 2 + len(langs)
     assert out.with_suffix(".md").read_text().startswith("# xquad-r")
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "report.queries.json.gz").exists()
+    per_query = load_per_query(tmp_path / "report.queries.json.gz")
+    assert per_query.version == 2 and set(per_query.slices) == set(report["slices"])
+    bench = load_benchmark("xquad-r", XQUAD, LANGS)
+    assert per_query.groups == {q.query_id: q.group_id for q in bench.queries}  # the compare clusters
+    assert report["protocol"] == {"answer_rule": "lareqa"}
 
     # a second run finds the collection complete, ingests nothing and gives the same numbers;
     # the exact engine (numpy over the stored vectors) agrees with the Qdrant path

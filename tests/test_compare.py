@@ -10,11 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from hybrid_qdrant.cli import app
-from hybrid_qdrant.compare import compare_reports, per_query_by_setting
+from hybrid_qdrant.compare import compare_reports, markdown_table, setting_values
 from hybrid_qdrant.errors import DataError
 
 
-def write_fake_report(path, ap_by_query: dict[str, float], langs=("en", "de")):
+def write_fake_report(path, ap_by_query: dict[str, float], langs=("en", "de"), groups=None):
+    """A report with per-query values (version 1 without ``groups``, version 2 with them)."""
     per_query = {}
     for q in langs:
         per_query[f"mono/{q}-{q}"] = {qid: {"map": v} for qid, v in ap_by_query.items() if qid.startswith(q)}
@@ -24,8 +25,9 @@ def write_fake_report(path, ap_by_query: dict[str, float], langs=("en", "de")):
                     qid: {"map": v / 2} for qid, v in ap_by_query.items() if qid.startswith(q)
                 }
     path.write_text(json.dumps({"benchmark": "fake", "metrics": {}}))
+    content = per_query if groups is None else {"version": 2, "slices": per_query, "groups": groups}
     path.with_suffix("").with_name(path.stem + ".queries.json.gz").write_bytes(
-        gzip.compress(json.dumps(per_query).encode())
+        gzip.compress(json.dumps(content).encode())
     )
     return path
 
@@ -65,13 +67,64 @@ def test_no_difference_is_not_significant(tmp_path):
         assert row.p_randomization == 1.0
 
 
-def test_per_query_values_average_over_slices():
+def test_setting_values_average_over_slices_with_macro_weights():
     per_query = {
         "cross/en-de": {"en/q1": {"map": 0.2}},
         "cross/en-fr": {"en/q1": {"map": 0.6}},
         "mono/en-en": {"en/q1": {"map": 1.0}},
     }
-    assert per_query_by_setting(per_query, "cross", "map") == {"en/q1": pytest.approx(0.4)}
+    values, weights = setting_values(per_query, "cross", "map")
+    assert values == {"en/q1": pytest.approx(0.4)} and weights == {"en/q1": pytest.approx(1.0)}
+    # unequal slices: the weighted mean over queries is the macro average of the slice means
+    per_query = {
+        "mono/en-en": {"en/q1": {"map": 1.0}, "en/q2": {"map": 0.0}, "en/q3": {"map": 0.5}},
+        "mono/de-de": {"de/q1": {"map": 0.2}},
+        "mono/fr-fr": {"fr/q1": {"map": float("nan")}},  # undefined everywhere: left out, as in reports
+    }
+    values, weights = setting_values(per_query, "mono", "map")
+    macro = (0.5 + 0.2) / 2
+    assert sum(weights[q] * values[q] for q in values) == pytest.approx(macro)
+    assert weights["de/q1"] == pytest.approx(0.5) and weights["en/q1"] == pytest.approx(1 / 6)
+
+
+def test_parallel_groups_are_the_clusters(tmp_path):
+    base, better = _systems(shift=0.05)
+    groups = {q: q.split("/")[1] for q in base}  # en/q7 and de/q7 are one question
+    rows = compare_reports(
+        write_fake_report(tmp_path / "b.json", better, groups=groups),
+        write_fake_report(tmp_path / "a.json", base, groups=groups),
+        settings=("mono",),
+        n_resamples=500,
+    )
+    assert (rows[0].n_queries, rows[0].n_clusters) == (400, 200)
+    naive = compare_reports(
+        write_fake_report(tmp_path / "b1.json", better),
+        write_fake_report(tmp_path / "a1.json", base),
+        settings=("mono",),
+        n_resamples=500,
+    )
+    assert (naive[0].n_queries, naive[0].n_clusters) == (400, 400)
+    assert naive[0].difference == pytest.approx(rows[0].difference)
+    clash = {**groups, "en/q0": "elsewhere"}
+    write_fake_report(tmp_path / "c.json", base, groups=clash)
+    with pytest.raises(DataError, match="same benchmark"):
+        compare_reports(tmp_path / "b.json", tmp_path / "c.json")
+
+
+def test_several_runs_per_side(tmp_path):
+    runs_a, runs_b = [], []
+    for k, offset in enumerate((-0.02, 0.0, 0.02)):
+        base, better = _systems(shift=0.05 + offset, seed=k)
+        base0, _ = _systems(shift=0.0, seed=0)
+        runs_a.append(write_fake_report(tmp_path / f"a{k}.json", {q: better[q] for q in base0}))
+        runs_b.append(write_fake_report(tmp_path / f"b{k}.json", base0))
+    rows = compare_reports(runs_a, runs_b, settings=("mono",), n_resamples=500)
+    row = rows[0]
+    assert (row.runs_a, row.runs_b, row.p_randomization) == (3, 3, None)
+    assert row.spread_low < row.difference < row.spread_high
+    assert row.ci_low <= row.spread_low and row.spread_high <= row.ci_high + 0.02
+    table = markdown_table(rows, "a", "b")
+    assert "3 vs 3" in table and "over each side's runs" in table
 
 
 def test_missing_per_query_file_is_a_clear_error(tmp_path):
@@ -101,5 +154,10 @@ def test_cli_compare(tmp_path):
     assert result.exit_code == 0, result.output
     assert "| mono | map |" in result.output
     assert json.loads((tmp_path / "cmp.json").read_text())["rows"][0]["p_bootstrap"] < 0.01
+    several = CliRunner().invoke(
+        app, ["compare", f"{a},{a}", f"{b},{b}", "--settings", "mono", "--resamples", "200"]
+    )
+    assert several.exit_code == 0, several.output
+    assert "better (+1)" in several.output and "2 vs 2" in several.output
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "nope.json"), str(b)])
     assert missing.exit_code == 2 and "error: no per-query values" in missing.output

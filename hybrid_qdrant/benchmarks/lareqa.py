@@ -380,9 +380,7 @@ def load_lareqa(
             gold.setdefault(q.qid, []).extend(f"{f.lang}/{q.article}/{q.paragraph}/{i}" for i in q.gold)
         skipped.update(f.skipped)
 
-    qrels: Qrels = {
-        query.query_id: {doc_id: 1 for doc_id in gold[query.group_id]} for query in queries
-    }
+    qrels: Qrels = {query.query_id: {doc_id: 1 for doc_id in gold[query.group_id]} for query in queries}
     return Benchmark(
         name=spec.name,
         languages=langs,
