@@ -111,10 +111,23 @@ def test_realised_cross_share_is_close_to_one_minus_alpha(index):
     cross = sum(step.kind == CROSS for step in steps) / len(steps)
     assert len(steps) > 2500
     assert abs(cross - 0.7) < 5 * np.sqrt(0.21 / len(steps))  # 5 binomial standard deviations
+
+
+def test_the_meter_counts_the_steps_trained_not_the_batches_emitted(index):
     meter = BatchShareMeter()
-    realised = make(index, alpha=0.3, batch_size=4, meter=meter)
-    batches = list(realised)
-    assert meter.shares()["cross_share"] == sum(kind_of(index, b)[0] == CROSS for b in batches) / len(batches)
+    sampler = make(index, alpha=0.3, batch_size=4, meter=meter)
+    batches = list(sampler)  # epoch 0
+    assert meter.shares(len(batches))["cross_share"] == sum(
+        kind_of(index, b)[0] == CROSS for b in batches
+    ) / len(batches)
+    # a data loader runs ahead of training: after 5 steps only 5 batches count, whatever it prefetched
+    iterator = iter(sampler)
+    first = [next(iterator) for _ in range(7)]
+    assert meter.shares(5)["cross_share"] == sum(kind_of(index, b)[0] == CROSS for b in first[:5]) / 5
+    # steps beyond one epoch follow the next epoch's plan
+    steps = meter.steps(len(batches) + 3)
+    assert steps == sampler.plan(0) + sampler.plan(1)[:3]
+    assert BatchShareMeter().shares(10) == {} and meter.shares(0) == {}
 
 
 @pytest.mark.parametrize(("alpha", "kind"), [(1.0, MONO), (0.0, CROSS)])

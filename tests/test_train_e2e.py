@@ -82,6 +82,11 @@ def test_hybrid_training_through_the_command_saves_a_model_with_prompts(tmp_path
         0.0 <= log["mono_share"] <= 1.0 and log["mono_share"] + log["cross_share"] == 1.0
         for log in train_logs
     )
+    # the share is over the steps trained so far (not the batches the data loader prefetched)
+    assert all(
+        abs(log["mono_share"] * log["step"] - round(log["mono_share"] * log["step"])) < 1e-9
+        for log in train_logs
+    )
     eval_logs = [log for log in state["log_history"] if "eval_loss" in log]
     assert [log["step"] for log in eval_logs] == [2, 4]
     assert "eval_multi_cosine_ndcg@10" in eval_logs[-1] and "eval_cross-de_cosine_ndcg@10" in eval_logs[-1]

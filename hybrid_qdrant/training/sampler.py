@@ -41,23 +41,43 @@ class Step:
 
 
 class BatchShareMeter:
-    """Counts the steps the sampler has emitted, by kind and language (an observer, not sampler state)."""
+    """The realised mono / cross share over the optimizer steps actually trained.
+
+    The sampler tells the meter which plan it follows; since a plan is a pure function of seed + epoch,
+    the kinds of the first n steps are known exactly. Counting what the sampler emits instead would
+    include the batches the data loader has prefetched ahead of training (and, on a resume, the batches
+    it skips over).
+    """
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.languages: Counter[str] = Counter()
+        self.sampler: HybridBatchSampler | None = None
+        self._plans: dict[int, list[Step]] = {}
 
-    def add(self, step: Step) -> None:
-        self.counts[step.kind] += 1
-        if step.lang is not None:
-            self.languages[step.lang] += 1
+    def attach(self, sampler: HybridBatchSampler) -> None:
+        """Follow ``sampler``'s plans (the training sampler calls this when it is built)."""
+        self.sampler = sampler
+        self._plans.clear()
 
-    def shares(self) -> dict[str, float]:
-        """``{"mono_share": .., "cross_share": ..}`` over all steps counted so far (empty before any)."""
-        total = sum(self.counts.values())
+    def steps(self, done: int) -> list[Step]:
+        """The kinds of the first ``done`` optimizer steps (one plan step each, from epoch 0 on)."""
+        if self.sampler is None or done <= 0:
+            return []
+        out: list[Step] = []
+        epoch = 0
+        while len(out) < done:
+            if epoch not in self._plans:
+                self._plans[epoch] = self.sampler.plan(epoch)
+            out.extend(self._plans[epoch][: done - len(out)])
+            epoch += 1
+        return out
+
+    def shares(self, done: int) -> dict[str, float]:
+        """``{"mono_share": .., "cross_share": ..}`` over the first ``done`` steps (empty before any)."""
+        counts = Counter(step.kind for step in self.steps(done))
+        total = sum(counts.values())
         if not total:
             return {}
-        return {"mono_share": self.counts[MONO] / total, "cross_share": self.counts[CROSS] / total}
+        return {"mono_share": counts[MONO] / total, "cross_share": counts[CROSS] / total}
 
 
 class _Stream:
@@ -139,7 +159,7 @@ class HybridBatchSampler(DefaultBatchSampler):
         language_sampling: language of a mono step, ``uniform`` over languages or ``proportional`` to
             their number of pairs.
         world_size: processes sharing a step; each step emits this many disjoint batches.
-        meter: optional observer told of every step emitted.
+        meter: optional meter of the realised batch share; it follows this sampler's plans.
 
     Raises:
         ValueError: bad arguments. DataError: too little data for the kinds alpha asks for.
@@ -175,6 +195,8 @@ class HybridBatchSampler(DefaultBatchSampler):
         self.alpha = float(alpha)
         self.world_size = world_size
         self.meter = meter
+        if meter is not None:
+            meter.attach(self)
         self.global_batch = batch_size * world_size
         self.steps_per_epoch = max(1, index.n_pairs // self.global_batch)
         self.mono_languages, self.mono_weights = self._mono_languages(language_sampling)
@@ -252,8 +274,6 @@ class HybridBatchSampler(DefaultBatchSampler):
             streams[lang] = _Stream(index.mono_rows[lang], rng, index.keys, cycle=True, name=name)
         for step in steps:
             rows = streams[step.lang if step.kind == MONO else CROSS].take(self.global_batch)
-            if self.meter is not None:
-                self.meter.add(step)
             for rank in range(self.world_size):
                 yield rows[rank * self.batch_size : (rank + 1) * self.batch_size]
 

@@ -30,7 +30,7 @@ from hybrid_qdrant.errors import ConfigError
 from hybrid_qdrant.training.config import TrainConfig
 from hybrid_qdrant.training.loss import build_loss
 from hybrid_qdrant.training.pair_index import PairIndex
-from hybrid_qdrant.training.sampler import BatchShareMeter, HybridSamplerFactory
+from hybrid_qdrant.training.sampler import BatchShareMeter, HybridSamplerFactory, describe_steps
 from hybrid_qdrant.training.sources import holdout, load_pairs
 from hybrid_qdrant.types import Pair
 
@@ -48,7 +48,7 @@ class HybridTrainer(SentenceTransformerTrainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.meter is not None and "loss" in logs:
-            logs.update(self.meter.shares())
+            logs.update(self.meter.shares(self.state.global_step))
         super().log(logs, start_time)
 
     def _load_from_checkpoint(self, checkpoint_path: str, *args, **kwargs) -> None:
@@ -332,13 +332,16 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Pat
         length,
     )
     trainer.train(resume_from_checkpoint=resume_from)
-    shares = meter.shares()
+    trained = trainer.state.global_step
+    shares = meter.shares(trained)
     if shares:
         logger.info(
-            "realised batch share: mono %.3f, cross %.3f (alpha %.2f)",
+            "realised batch share over the %d steps trained: mono %.3f, cross %.3f (alpha %.2f; %s)",
+            trained,
             shares["mono_share"],
             shares["cross_share"],
             config.train.alpha,
+            describe_steps(meter.steps(trained)),
         )
 
     final = config.output_dir / FINAL_DIR
