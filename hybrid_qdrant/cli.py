@@ -282,7 +282,11 @@ def ingest(
     bench = _load(cfg)
     _check_store(cfg)
     encoder = _encoder(cfg)
-    name = cfg.alias or cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
+    name = (
+        cfg.alias
+        or cfg.collection
+        or default_collection(bench.name, cfg.model, encoder.fingerprint, cfg.context)
+    )
     with (
         open_collection(_store_options(cfg), name) as store,
         _progress(len(bench.passages) or None, "passages") as bar,
@@ -362,7 +366,7 @@ def evaluate(
     bench = _load(cfg)
     _check_store(cfg)
     encoder = _encoder(cfg)
-    name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint)
+    name = cfg.collection or default_collection(bench.name, cfg.model, encoder.fingerprint, cfg.context)
     with (
         open_collection(_store_options(cfg), name) as store,
         _progress(len(bench.passages) or None, "passages") as bar,

@@ -4,7 +4,9 @@ Settings (arXiv 2408.10536, section 3.2; LAReQA):
     mono  - queries of language X against the passages of X (payload filter ``lang == X``);
     cross - queries of X against the passages of one other language Y (filter ``lang == Y``),
             every ordered pair X != Y;
-    multi - queries of X against the pooled passages of all languages (no filter).
+    multi - queries of X against the pooled passages of the evaluated languages (filter ``lang`` in
+            them; no filter when the collection holds exactly those languages), relevant passages in
+            those languages only. A run over a language subset therefore never searches the others.
 
 Every metric is a function of the ranks of a query's relevant passages. Qdrant answers each query of
 each setting with its top ``depth`` hits; when every relevant passage of a query lies inside them the
@@ -23,6 +25,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -162,13 +165,13 @@ def slices_for(benchmark: Benchmark, options: EvalOptions) -> list[Slice]:
     return out
 
 
-def _slice_qrels(qrels: Qrels, query_ids: Sequence[str], doc_lang: dict[str, str], lang: str | None) -> Qrels:
-    """Relevant passages of each query restricted to one passage language (None: all)."""
+def _slice_qrels(
+    qrels: Qrels, query_ids: Sequence[str], doc_lang: dict[str, str], langs: frozenset[str]
+) -> Qrels:
+    """Relevant passages of each query restricted to the slice's passage languages."""
     out: Qrels = {}
     for qid in query_ids:
-        rel = {
-            d: r for d, r in qrels.get(qid, {}).items() if r > 0 and (lang is None or doc_lang.get(d) == lang)
-        }
+        rel = {d: r for d, r in qrels.get(qid, {}).items() if r > 0 and doc_lang.get(d) in langs}
         if rel:
             out[qid] = rel
     return out
@@ -194,9 +197,9 @@ class _StoreVectors:
 
     def __init__(self, store) -> None:
         self.store = store
-        self._by_lang: dict[str | None, tuple[list[str], np.ndarray, dict[str, int]]] = {}
+        self._by_lang: dict[Any, tuple[list[str], np.ndarray, dict[str, int]]] = {}
 
-    def get(self, lang: str | None) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    def get(self, lang: Any) -> tuple[list[str], np.ndarray, dict[str, int]]:
         if lang not in self._by_lang:
             doc_ids, vectors = self.store.vectors(lang)
             # sorted by doc id, so that the column index is the tie-break order
@@ -212,7 +215,7 @@ def _exact_ranks(
     qids: Sequence[str],
     qrels: Qrels,
     vectors: _StoreVectors,
-    lang: str | None,
+    lang: Any,
     chunk: int = 2048,
 ) -> dict[str, dict[str, int]]:
     """Exact 1-based ranks of each query's relevant passages among all passages of the slice."""
@@ -235,7 +238,7 @@ def _qdrant_ranks(
     qids: Sequence[str],
     qrels: Qrels,
     store,
-    lang: str | None,
+    lang: Any,
     options: EvalOptions,
     vectors: _StoreVectors,
 ) -> tuple[dict[str, dict[str, int]], int]:
@@ -275,6 +278,7 @@ def evaluate(
     store,
     options: EvalOptions | None = None,
     progress: Callable[[Slice], None] | None = None,
+    pool_is_collection: bool = False,
 ) -> EvaluationResult:
     """Evaluate every slice of the requested settings.
 
@@ -284,6 +288,8 @@ def evaluate(
         store: a ``VectorStore`` holding the benchmark's passages with ``lang`` in the payload.
         options: EvalOptions.
         progress: called after each slice.
+        pool_is_collection: the collection holds exactly the evaluated languages' passages (checked by
+            the caller), so the multilingual pool needs no language filter.
 
     Returns:
         EvaluationResult with per-query values for every slice.
@@ -298,11 +304,15 @@ def evaluate(
         by_lang.setdefault(q.lang, []).append(i)
     vectors = _StoreVectors(store)
     results: list[SliceResult] = []
+    langs = tuple(options.languages or benchmark.languages)
+    pool = None if pool_is_collection else langs  # the multilingual pool: the evaluated languages only
     for sl in slices_for(benchmark, options):
         t0 = time.perf_counter()
         rows = by_lang.get(sl.query_lang, [])
         all_ids = [benchmark.queries[i].query_id for i in rows]
-        qrels = _slice_qrels(benchmark.qrels, all_ids, doc_lang, sl.passage_lang)
+        target = sl.passage_lang if sl.passage_lang is not None else pool  # the store's language filter
+        slice_langs = frozenset([sl.passage_lang] if sl.passage_lang is not None else langs)
+        qrels = _slice_qrels(benchmark.qrels, all_ids, doc_lang, slice_langs)
         keep = [i for i, qid in zip(rows, all_ids, strict=False) if qid in qrels]
         qids = [benchmark.queries[i].query_id for i in keep]
         qvecs = query_vectors[keep]
@@ -310,9 +320,9 @@ def evaluate(
         if not qids:
             ranks: dict[str, dict[str, int]] = {}
         elif options.engine == "exact":
-            ranks = _exact_ranks(qvecs, qids, qrels, vectors, sl.passage_lang)
+            ranks = _exact_ranks(qvecs, qids, qrels, vectors, target)
         else:
-            ranks, fallback = _qdrant_ranks(qvecs, qids, qrels, store, sl.passage_lang, options, vectors)
+            ranks, fallback = _qdrant_ranks(qvecs, qids, qrels, store, target, options, vectors)
         names = MULTI_METRICS if sl.setting == "multi" else SLICE_METRICS
         per_query = M.evaluate_ranks(qrels, ranks, names)
         results.append(
@@ -321,8 +331,8 @@ def evaluate(
         if progress:
             progress(sl)
     counts = {
-        "languages": len(options.languages or benchmark.languages),
-        "passages": len(benchmark.passages),
+        "languages": len(langs),
+        "passages": store.count(langs),  # the points of the evaluated languages: the pools searched
         "queries": len(benchmark.queries),
         "slices": len(results),
         "query_slices": sum(r.n_queries for r in results),
@@ -332,7 +342,7 @@ def evaluate(
     }
     return EvaluationResult(
         benchmark.name,
-        tuple(options.languages or benchmark.languages),
+        langs,
         results,
         options,
         counts,

@@ -2,8 +2,11 @@
 
 Memory is bounded by ``block_size`` passages in flight (plus ``queue_size`` encoded blocks waiting for
 their upsert), whatever the corpus size. Ingestion is idempotent and resumable: point ids are derived
-from doc ids, and passages already stored are skipped before encoding, so a re-run after an
-interruption encodes and writes only what is missing.
+from doc ids, and passages already stored with the same content are skipped before encoding, so a
+re-run after an interruption encodes and writes only what is missing. Every point carries a hash of
+what it was built from (``content_hash``: text, language, group, title); a passage whose stored hash
+differs (the source changed, or the point predates the hash) is encoded again and overwritten, never
+kept stale.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from hybrid_qdrant.errors import DataError, HQError
 from hybrid_qdrant.store.base import (
+    CONTENT_KEY,
     DOC_ID_KEY,
     GROUP_KEY,
     LANG_KEY,
@@ -42,8 +46,10 @@ class IngestStats:
     Attributes:
         seen: passages read from the source.
         encoded: passages encoded and written by this run.
-        already_stored: passages skipped because the collection already held them.
+        already_stored: passages skipped because the collection already held them, unchanged.
+        replaced: passages stored with other content (or without a content hash), encoded again.
         skipped: bad records left out (only with ``on_error="skip"``), by reason.
+        per_language: valid passages read, by language (what the collection must hold afterwards).
         skipped_examples: up to 20 ``"doc_id: reason"`` lines for the report.
         seconds: wall time; ``encode_seconds`` and ``upsert_seconds`` are the busy times of each stage.
     """
@@ -51,6 +57,8 @@ class IngestStats:
     seen: int = 0
     encoded: int = 0
     already_stored: int = 0
+    replaced: int = 0
+    per_language: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -63,9 +71,21 @@ class IngestStats:
             self.skipped_examples.append(f"{doc_id}: {reason}")
 
 
+def content_hash(passage: Passage) -> str:
+    """A hash of what a point is built from: text, language, parallel group and title."""
+    parts = (passage.text, passage.lang, passage.group_id or "", passage.title or "")
+    data = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def payload_of(passage: Passage, store_text: bool = True) -> dict[str, Any]:
-    """A passage's payload: lang, doc id, parallel group, text (the store adds the encoder tag)."""
-    payload: dict[str, Any] = {LANG_KEY: passage.lang, DOC_ID_KEY: passage.doc_id}
+    """A passage's payload: lang, doc id, parallel group, text, content hash (the store adds the encoder
+    tag)."""
+    payload: dict[str, Any] = {
+        LANG_KEY: passage.lang,
+        DOC_ID_KEY: passage.doc_id,
+        CONTENT_KEY: content_hash(passage),
+    }
     if passage.group_id is not None:
         payload[GROUP_KEY] = passage.group_id
     if store_text:
@@ -204,10 +224,16 @@ def ingest(
         for block in _blocks(passages, block_size):
             stats.seen += len(block)
             good = [p for p in block if validator.check(p)]
+            for p in good:
+                stats.per_language[p.lang] = stats.per_language.get(p.lang, 0) + 1
             if resume and good:
                 stored = store.existing([p.doc_id for p in good])
-                stats.already_stored += len(stored)
-                good = [p for p in good if p.doc_id not in stored]
+                current = {
+                    p.doc_id for p in good if p.doc_id in stored and stored[p.doc_id] == content_hash(p)
+                }
+                stats.already_stored += len(current)
+                stats.replaced += len(stored) - len(current)
+                good = [p for p in good if p.doc_id not in current]
             if good:
                 good.sort(key=lambda p: len(p.text))
                 t0 = time.perf_counter()
@@ -233,6 +259,11 @@ def ingest(
             raise exc
         raise exc
     stats.seconds = time.perf_counter() - start
+    if stats.replaced:
+        logger.warning(
+            "%d stored passages had other content (or none recorded): encoded again and overwritten",
+            stats.replaced,
+        )
     logger.info(
         "ingested %d passages (%d already stored, %d skipped) in %.1f s",
         stats.encoded,

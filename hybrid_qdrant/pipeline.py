@@ -16,6 +16,7 @@ from typing import Any
 
 from hybrid_qdrant.embedding_cache import CachedEncoder
 from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.evaluation import EvalOptions, EvaluationResult, evaluate
 from hybrid_qdrant.ingest import IngestStats, ingest
 from hybrid_qdrant.types import Benchmark
@@ -48,10 +49,13 @@ class StoreOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def default_collection(benchmark: str, model: str, fingerprint: str) -> str:
-    """``{benchmark}-{model-slug}-{hash8}``: a different model or encoding gets its own collection."""
+def default_collection(benchmark: str, model: str, fingerprint: str, context: bool = False) -> str:
+    """``{benchmark}[-context]-{model-slug}-{hash8}``: another model, encoding or passage text (LAReQA's
+    sentence-with-paragraph ``context``) gets its own collection; language subsets share one (each
+    evaluation filters its own languages' pools)."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(model.rstrip("/")).name or model).strip("-").lower()[:40]
-    return f"{benchmark}-{slug}-{hashlib.sha1(fingerprint.encode()).hexdigest()[:8]}"
+    source = f"{benchmark}-context" if context else benchmark
+    return f"{source}-{slug}-{hashlib.sha1(fingerprint.encode()).hexdigest()[:8]}"
 
 
 def build_encoder(settings: EncoderSettings, cache_dir: str | Path | None = None, use_cache: bool = True):
@@ -120,7 +124,13 @@ def run_evaluation(
     slice_progress: Callable[[Any], None] | None = None,
     on_error: str = "stop",
 ) -> EvaluationRun:
-    """Ingest the passages when the collection is missing or incomplete, encode queries, evaluate.
+    """Make the collection hold exactly the benchmark's passages, encode the queries, evaluate.
+
+    Every passage is checked before scoring (its id stored with the same content hash, in batches, no
+    encoding): missing or changed ones are encoded and written (see ``ingest``); then each evaluated
+    language must hold exactly the benchmark's passages of that language, so the pools searched are
+    the benchmark's and nothing else. A collection with points the benchmark does not have (another
+    version of the data) is refused rather than scored.
 
     Args:
         benchmark: the loaded benchmark.
@@ -129,31 +139,57 @@ def run_evaluation(
         collection: its name (for the report).
         options: EvalOptions.
         on_error: bad passages stop the ingestion (``"stop"``) or are skipped and counted (``"skip"``).
+
+    Raises:
+        StoreError: the collection holds passages the benchmark does not have.
     """
+    options = options or EvalOptions()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    stats = None
-    stored = store.count() if store.exists() else 0
-    streamed = getattr(benchmark, "corpus", None) is not None
-    # a streamed corpus (MIRACL) is ingested when the collection is empty; `hq ingest` resumes one
-    if stored < len(benchmark.passages) or (streamed and stored == 0):
-        logger.info(
-            "collection %s holds %d of %d passages: ingesting", collection, stored, len(benchmark.passages)
-        )
-        stats = ingest_benchmark(benchmark, encoder, store, on_error=on_error, progress=ingest_progress)
-    else:
-        from hybrid_qdrant.store.base import CollectionSpec
-
-        store.ensure_collection(CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint))
+    stats = ingest_benchmark(benchmark, encoder, store, on_error=on_error, progress=ingest_progress)
+    langs = tuple(options.languages or benchmark.languages)
+    expected = {lang: stats.per_language.get(lang, 0) for lang in langs}
+    check_pools(store, collection, expected)
+    pool_is_collection = store.count() == sum(expected.values())
     timings["ingest"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     query_vectors = encoder.encode_queries([q.text for q in benchmark.queries])  # (n_queries, dim)
     timings["encode_queries"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    result = evaluate(benchmark, query_vectors, store, options, progress=slice_progress)
+    result = evaluate(
+        benchmark,
+        query_vectors,
+        store,
+        options,
+        progress=slice_progress,
+        pool_is_collection=pool_is_collection,
+    )
     timings["retrieve_and_score"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
-    return EvaluationRun(result, collection, stats, timings)
+    written = stats if stats.encoded else None
+    return EvaluationRun(result, collection, written, timings)
+
+
+def check_pools(store, collection: str, expected: dict[str, int]) -> None:
+    """Each language's point count must be the benchmark's passage count of that language.
+
+    Raises:
+        StoreError: a language holds more points (passages the benchmark does not have: another
+            version of the data) or fewer (a write that did not land).
+    """
+    for lang, want in expected.items():
+        have = store.count(lang)
+        if have > want:
+            raise StoreError(
+                f"collection '{collection}' holds {have} {lang} passages but the benchmark has {want}: it "
+                "holds passages this benchmark does not have (another version of the data?); evaluate into "
+                "another --collection or rebuild it with --recreate"
+            )
+        if have < want:
+            raise StoreError(
+                f"collection '{collection}' holds {have} of the benchmark's {want} {lang} passages after "
+                "ingestion; run again to write the missing ones"
+            )
 
 
 @dataclass

@@ -351,10 +351,18 @@ def _evaluate_cell(config: SweepConfig, cell: Cell, train_config, final: Path, c
     from hybrid_qdrant.report import write_report
 
     ev = _eval_config(config)
-    key = json.dumps([ev.benchmark, ev.data_dir, ev.languages, ev.context, ev.split])
+    key = json.dumps(
+        [ev.benchmark, ev.data_dir, ev.languages, ev.context, ev.split, ev.answer_rule, ev.on_error]
+    )
     if key not in _BENCHMARKS:
         _BENCHMARKS[key] = load_benchmark(
-            ev.benchmark, ev.data_dir, languages=ev.languages, context=ev.context, split=ev.split
+            ev.benchmark,
+            ev.data_dir,
+            languages=ev.languages,
+            context=ev.context,
+            split=ev.split,
+            on_error=ev.on_error,
+            answer_rule=ev.answer_rule,
         )
     bench = _BENCHMARKS[key]
     m = train_config.model
@@ -370,9 +378,9 @@ def _evaluate_cell(config: SweepConfig, cell: Cell, train_config, final: Path, c
     options = ev.eval_options()
     store_dir = cell_dir / "qdrant"
     store = StoreOptions(location=str(store_dir), recreate=True)
-    name = default_collection(bench.name, cell.id, encoder.fingerprint)
+    name = default_collection(bench.name, cell.id, encoder.fingerprint, ev.context)
     with open_collection(store, name) as opened:
-        run = run_evaluation(bench, encoder, opened, name, options)
+        run = run_evaluation(bench, encoder, opened, name, options, on_error=ev.on_error)
     shutil.rmtree(store_dir, ignore_errors=True)  # a by-product: the report keeps what matters
     extra = {"sweep_cell": {"model": cell.model.label, "alpha": cell.alpha, "seed": cell.seed}}
     extra["timings"] = {k: round(v, 3) for k, v in run.timings.items()}

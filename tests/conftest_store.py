@@ -14,7 +14,7 @@ import pytest
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store import CollectionSpec, ManagedStore
-from hybrid_qdrant.store.base import ENCODER_KEY, LANG_KEY
+from hybrid_qdrant.store.base import CONTENT_KEY, ENCODER_KEY, LANG_KEY
 from hybrid_qdrant.store.compat import encoder_tag
 
 LANGS = ("en", "de", "ar")
@@ -82,6 +82,11 @@ class StoreContract:
                 assert {h.doc_id.split("/")[0] for h in hits} == {"de"}
                 scores = [h.score for h in hits]
                 assert scores == sorted(scores, reverse=True)
+            several = store.search(vectors[:3], limit=300, lang=["de", "ar"])
+            assert {h.doc_id.split("/")[0] for hits in several for h in hits} == {"de", "ar"}
+            assert len(several[0]) == store.count(["de", "ar"]) == store.count("de") + store.count("ar")
+            ids, _ = store.vectors(("ar", "de"))
+            assert sorted(ids) == sorted(d for d in store.doc_ids() if d.split("/")[0] in ("ar", "de"))
             unfiltered = store.search(vectors[:3], limit=5)
             assert unfiltered[0][0].doc_id == doc_ids[0]  # a point is its own nearest neighbour
 
@@ -91,7 +96,9 @@ class StoreContract:
             assert store.doc_ids() == set(doc_ids[:90])
             assert store.doc_ids("ar") == {d for d in doc_ids[:90] if d.startswith("ar/")}
             probe = [doc_ids[0], "nope", doc_ids[89], doc_ids[500]]
-            assert store.existing(probe) == {doc_ids[0], doc_ids[89]}
+            assert store.existing(probe) == {doc_ids[0]: None, doc_ids[89]: None}  # no content hash given
+            store.upsert([doc_ids[0]], vectors[:1], [{**CORPUS[2][0], CONTENT_KEY: "abc"}])
+            assert store.existing(probe) == {doc_ids[0]: "abc", doc_ids[89]: None}
             records = {r.doc_id: r for r in store.iter_records(batch=7)}
             assert set(records) == set(doc_ids[:90])
             first = records[doc_ids[0]]

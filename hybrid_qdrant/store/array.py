@@ -14,7 +14,7 @@ import numpy as np
 
 from hybrid_qdrant import metrics as M
 from hybrid_qdrant.errors import StoreError
-from hybrid_qdrant.store.base import LANG_KEY, CollectionSpec, Hit
+from hybrid_qdrant.store.base import CONTENT_KEY, LANG_KEY, CollectionSpec, Hit, Langs, lang_set
 
 
 class ArrayStore:
@@ -26,8 +26,9 @@ class ArrayStore:
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._langs: list[str | None] = []
+        self._content: dict[str, str | None] = {}
         self._vectors = np.zeros((0, 0), dtype=np.float32)
-        self._cache: dict[str | None, tuple[list[str], np.ndarray]] = {}
+        self._cache: dict[frozenset[str] | None, tuple[list[str], np.ndarray]] = {}
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> bool:
         if self._spec is not None and not recreate:
@@ -53,6 +54,7 @@ class ArrayStore:
         )  # cosine, as Qdrant stores
         new = []
         for doc_id, row, payload in zip(doc_ids, rows, payloads, strict=True):
+            self._content[doc_id] = payload.get(CONTENT_KEY)
             if doc_id in self._rows:
                 self._vectors[self._rows[doc_id]] = row
                 self._langs[self._rows[doc_id]] = payload.get(LANG_KEY)
@@ -65,14 +67,15 @@ class ArrayStore:
             self._vectors = np.vstack([self._vectors, np.stack([r for _, r, _ in new])])
         self._cache.clear()
 
-    def vectors(self, lang: str | None = None) -> tuple[list[str], np.ndarray]:
-        if lang not in self._cache:
-            keep = [i for i, x in enumerate(self._langs) if lang is None or x == lang]
-            self._cache[lang] = ([self._ids[i] for i in keep], self._vectors[keep])
-        return self._cache[lang]
+    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
+        langs = lang_set(lang)
+        if langs not in self._cache:
+            keep = [i for i, x in enumerate(self._langs) if langs is None or x in langs]
+            self._cache[langs] = ([self._ids[i] for i in keep], self._vectors[keep])
+        return self._cache[langs]
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: str | None = None, exact: bool = True
+        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
     ) -> list[list[Hit]]:
         ids, matrix = self.vectors(lang)
         if not ids:
@@ -84,11 +87,11 @@ class ArrayStore:
             for r, s in zip(index.tolist(), values.tolist(), strict=True)
         ]
 
-    def count(self, lang: str | None = None) -> int:
+    def count(self, lang: Langs = None) -> int:
         return len(self.vectors(lang)[0])
 
-    def existing(self, doc_ids: Iterable[str]) -> set[str]:
-        return {d for d in doc_ids if d in self._rows}
+    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        return {d: self._content.get(d) for d in doc_ids if d in self._rows}
 
     def close(self) -> None:
         self._cache.clear()

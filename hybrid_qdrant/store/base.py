@@ -12,6 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+#: A language filter: one code, several (any of them), or None (no filter).
+Langs = str | Sequence[str] | None
+
 #: Namespace of the UUIDv5 point ids: ``uuid5(POINT_NAMESPACE, doc_id)``.
 POINT_NAMESPACE = uuid.UUID("6f1b1c1e-9a57-5d3c-8a52-6b7a1f0e4c21")
 
@@ -20,8 +23,23 @@ LANG_KEY = "lang"
 DOC_ID_KEY = "doc_id"
 GROUP_KEY = "group_id"
 TEXT_KEY = "text"
+#: Key of a hash of what a point was built from (text, language, group, title): a re-ingestion after the
+#: source changed re-encodes the points whose hash differs instead of keeping stale text and vectors.
+CONTENT_KEY = "content_hash"
 #: Key of the model / encoding fingerprint stored in every payload (catches a query with another model).
 ENCODER_KEY = "encoder"
+
+
+def lang_set(lang: Langs) -> frozenset[str] | None:
+    """The languages a filter admits (None: all); a str is one code, a sequence any of its codes."""
+    if lang is None:
+        return None
+    if isinstance(lang, str):
+        return frozenset([lang])
+    langs = frozenset(lang)
+    if not langs or not all(isinstance(x, str) for x in langs):
+        raise ValueError(f"a language filter needs language codes, got {lang!r}")
+    return langs
 
 
 def point_id(doc_id: str) -> str:
@@ -72,7 +90,8 @@ class VectorStore(Protocol):
           twice leaves the same points. Writes are durable when it returns (``wait=True``).
         - ``search`` returns, per query vector, hits sorted by score descending, ties by doc id
           ascending (evaluation relies on this order); ``lang`` restricts
-          the search to passages of that language (a payload filter), ``None`` searches all.
+          the search to passages of that language, or of any of several languages (a payload filter),
+          ``None`` searches all.
           ``exact=True`` asks for exhaustive search (no HNSW approximation).
         - ``count`` counts points, optionally of one language.
     """
@@ -90,12 +109,12 @@ class VectorStore(Protocol):
         ...
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: str | None = None, exact: bool = True
+        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
     ) -> list[list[Hit]]:
         """Nearest neighbours of each row of ``vectors`` ((n, dim) float32)."""
         ...
 
-    def count(self, lang: str | None = None) -> int:
+    def count(self, lang: Langs = None) -> int:
         """Number of points, optionally only those with ``lang``."""
         ...
 
@@ -123,21 +142,22 @@ class ManagedStore(VectorStore, Protocol):
         """The spec of the existing collection, None if it does not exist."""
         ...
 
-    def existing(self, doc_ids: Iterable[str]) -> set[str]:
-        """Which of these doc ids are stored (for resumable ingestion)."""
+    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which of these doc ids are stored, with the content hash each was written with (None when the
+        point predates content hashes): resumable ingestion skips the unchanged, re-encodes the rest."""
         ...
 
-    def doc_ids(self, lang: str | None = None) -> set[str]:
+    def doc_ids(self, lang: Langs = None) -> set[str]:
         """All stored doc ids, optionally of one language."""
         ...
 
     def iter_records(
-        self, lang: str | None = None, with_vectors: bool = True, batch: int = 1000
+        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
     ) -> Iterator[StoreRecord]:
         """Scroll the points (vector: (dim,) float32, or empty when ``with_vectors=False``)."""
         ...
 
-    def vectors(self, lang: str | None = None) -> tuple[list[str], np.ndarray]:
+    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
         """Doc ids and their stored vectors ((n, dim) float32; cosine vectors come back normalised)."""
         ...
 

@@ -31,6 +31,7 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     KeywordIndexParams,
+    MatchAny,
     MatchValue,
     Point,
     Query,
@@ -43,11 +44,14 @@ from qdrant_edge import (
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store.base import (
+    CONTENT_KEY,
     DOC_ID_KEY,
     LANG_KEY,
     CollectionSpec,
     Hit,
+    Langs,
     StoreRecord,
+    lang_set,
     point_id,
 )
 from hybrid_qdrant.store.catalog import Catalog
@@ -276,7 +280,7 @@ class EdgeStore:
             self._unflushed = 0
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: str | None = None, exact: bool = True
+        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
     ) -> list[list[Hit]]:
         """Nearest neighbours per query row, sorted by score descending (ties: doc id)."""
         if not isinstance(limit, int) or limit < 1:
@@ -329,7 +333,7 @@ class EdgeStore:
                 known[record.id] = record_doc_id(record)
         return known
 
-    def count(self, lang: str | None = None) -> int:
+    def count(self, lang: Langs = None) -> int:
         """Number of points, optionally of one language."""
         shard = self._attach()
         return int(
@@ -337,14 +341,14 @@ class EdgeStore:
         )
 
     def iter_records(
-        self, lang: str | None = None, with_vectors: bool = True, batch: int = 1000
+        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
     ) -> Iterator[StoreRecord]:
         """Scroll every point (optionally of one language) with its full payload."""
         for record in self._scroll(lang, with_vectors, True, batch):
             payload = dict(record.payload or {})
             yield StoreRecord(record_doc_id(record), self._record_vector(record), payload)
 
-    def vectors(self, lang: str | None = None) -> tuple[list[str], np.ndarray]:
+    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
         """Doc ids and stored vectors ((n, dim) float32) for exact reference scoring."""
         doc_ids: list[str] = []
         rows: list[list[float]] = []
@@ -355,21 +359,25 @@ class EdgeStore:
         matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), self._spec.dim)  # (n, dim)
         return doc_ids, matrix
 
-    def doc_ids(self, lang: str | None = None) -> set[str]:
+    def doc_ids(self, lang: Langs = None) -> set[str]:
         """All stored doc ids, optionally of one language."""
         return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 5000)}
 
-    def existing(self, doc_ids: Iterable[str]) -> set[str]:
-        """Which of these doc ids are already stored."""
+    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which of these doc ids are already stored, with their content hashes (None: none stored)."""
         shard = self._attach()
         by_point = {point_id(d): d for d in doc_ids}
         pids = list(by_point)
-        found: set[str] = set()
+        found: dict[str, str | None] = {}
         for start in range(0, len(pids), 1000):
             records = self._engine_call(
-                "retrieve", shard.retrieve, pids[start : start + 1000], with_payload=False, with_vector=False
+                "retrieve",
+                shard.retrieve,
+                pids[start : start + 1000],
+                with_payload=[CONTENT_KEY],
+                with_vector=False,
             )
-            found.update(by_point[str(r.id)] for r in records)
+            found.update((by_point[str(r.id)], (r.payload or {}).get(CONTENT_KEY)) for r in records)
         return found
 
     def optimize(self) -> bool:
@@ -484,7 +492,7 @@ class EdgeStore:
         logger.warning("dropped collection %s at %s", name, directory)
         return True
 
-    def _scroll(self, lang: str | None, with_vectors: bool, with_payload: Any, batch: int) -> Iterator[Any]:
+    def _scroll(self, lang: Langs, with_vectors: bool, with_payload: Any, batch: int) -> Iterator[Any]:
         if batch < 1:
             raise ValueError("batch must be positive")
         shard = self._attach()
@@ -531,7 +539,9 @@ def _hit_order(hit: Hit) -> tuple[float, str]:
     return (-hit.score, hit.doc_id)
 
 
-def _lang_filter(lang: str | None) -> Filter | None:
-    if lang is None:
+def _lang_filter(lang: Langs) -> Filter | None:
+    langs = lang_set(lang)
+    if langs is None:
         return None
-    return Filter(must=[FieldCondition(key=LANG_KEY, match=MatchValue(lang))])
+    match = MatchValue(next(iter(langs))) if len(langs) == 1 else MatchAny(sorted(langs))
+    return Filter(must=[FieldCondition(key=LANG_KEY, match=match)])

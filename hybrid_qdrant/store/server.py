@@ -36,12 +36,15 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store.base import (
+    CONTENT_KEY,
     DOC_ID_KEY,
     ENCODER_KEY,
     LANG_KEY,
     CollectionSpec,
     Hit,
+    Langs,
     StoreRecord,
+    lang_set,
     point_id,
 )
 from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
@@ -346,7 +349,7 @@ class ServerStore:
             self._call("upsert", self._client.upsert, name, points=batch, wait=True, retry=True)
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: str | None = None, exact: bool = True
+        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
     ) -> list[list[Hit]]:
         """Nearest neighbours per query row, sorted by score descending (ties: doc id)."""
         if not isinstance(limit, int) or limit < 1:
@@ -377,7 +380,7 @@ class ServerStore:
             out.extend(sorted_hits(r.points, negate) for r in responses)
         return out
 
-    def count(self, lang: str | None = None) -> int:
+    def count(self, lang: Langs = None) -> int:
         """Number of points, optionally of one language (exact)."""
         name, _ = self._attach()
         result = self._call(
@@ -386,7 +389,7 @@ class ServerStore:
         return int(result.count)
 
     def iter_records(
-        self, lang: str | None = None, with_vectors: bool = True, batch: int = 1000
+        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
     ) -> Iterator[StoreRecord]:
         """Scroll every point (optionally of one language) with its full payload."""
         _, spec = self._attach()
@@ -395,7 +398,7 @@ class ServerStore:
             vector = _record_vector(record, spec.vector_name) if with_vectors else np.empty(0, np.float32)
             yield StoreRecord(record_doc_id(record), vector, payload)
 
-    def vectors(self, lang: str | None = None) -> tuple[list[str], np.ndarray]:
+    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
         """Doc ids and stored vectors ((n, dim) float32) for exact reference scoring."""
         _, spec = self._attach()
         doc_ids: list[str] = []
@@ -406,27 +409,27 @@ class ServerStore:
         matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), spec.dim)  # (n, dim)
         return doc_ids, matrix
 
-    def doc_ids(self, lang: str | None = None) -> set[str]:
+    def doc_ids(self, lang: Langs = None) -> set[str]:
         """All stored doc ids, optionally of one language."""
         return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 2000)}
 
-    def existing(self, doc_ids: Iterable[str]) -> set[str]:
-        """Which of these doc ids are already stored."""
+    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which of these doc ids are already stored, with their content hashes (None: none stored)."""
         name, _ = self._attach()
         by_point = {point_id(d): d for d in doc_ids}
         pids = list(by_point)
-        found: set[str] = set()
+        found: dict[str, str | None] = {}
         for start in range(0, len(pids), 1000):
             records = self._call(
                 "retrieve",
                 self._client.retrieve,
                 name,
                 ids=pids[start : start + 1000],
-                with_payload=False,
+                with_payload=[CONTENT_KEY],
                 with_vectors=False,
                 retry=True,
             )
-            found.update(by_point[str(r.id)] for r in records)
+            found.update((by_point[str(r.id)], (r.payload or {}).get(CONTENT_KEY)) for r in records)
         return found
 
     # ----------------------------------------------------------------- closing
@@ -629,7 +632,7 @@ class ServerStore:
         logger.warning("dropped collection %s at %s", name, self._where)
         return True
 
-    def _scroll(self, lang: str | None, with_vectors: bool, with_payload: Any, batch: int) -> Iterator[Any]:
+    def _scroll(self, lang: Langs, with_vectors: bool, with_payload: Any, batch: int) -> Iterator[Any]:
         if batch < 1:
             raise ValueError("batch must be positive")
         name, _ = self._attach()
@@ -773,10 +776,13 @@ def _first_line(exc: BaseException, width: int = 200) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _lang_filter(lang: str | None) -> qm.Filter | None:
-    if lang is None:
+def _lang_filter(lang: Langs) -> qm.Filter | None:
+    langs = lang_set(lang)
+    if langs is None:
         return None
-    return qm.Filter(must=[qm.FieldCondition(key=LANG_KEY, match=qm.MatchValue(value=lang))])
+    one = len(langs) == 1
+    match = qm.MatchValue(value=next(iter(langs))) if one else qm.MatchAny(any=sorted(langs))
+    return qm.Filter(must=[qm.FieldCondition(key=LANG_KEY, match=match)])
 
 
 def _record_vector(record: Any, name: str) -> np.ndarray:

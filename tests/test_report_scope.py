@@ -1,0 +1,119 @@
+"""A report depends only on what was asked: the languages' own pools, complete and current collections."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybrid_qdrant.benchmarks import load_benchmark
+from hybrid_qdrant.errors import StoreError
+from hybrid_qdrant.evaluation import EvalOptions
+from hybrid_qdrant.ingest import ingest
+from hybrid_qdrant.pipeline import run_evaluation
+from hybrid_qdrant.store import open_store
+from hybrid_qdrant.store.base import TEXT_KEY
+
+XQUAD = Path(__file__).parent / "fixtures" / "lareqa" / "xquad-r"
+LANGS = ["de", "en", "es"]  # the fixture's languages
+
+
+class HashEncoder:
+    """Deterministic pseudo-random unit vectors from each text's hash (no ties, no model)."""
+
+    dim = 16
+    fingerprint = '{"model": "hash-mock"}'
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.encoded += len(texts)
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            rows.append(np.random.default_rng(seed).normal(size=self.dim))
+        out = np.asarray(rows, dtype=np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([f"q:{t}" for t in texts])
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([f"p:{t}" for t in texts])
+
+
+def evaluate_in(location: Path, collection: str, languages=None, options=None):
+    bench = load_benchmark("xquad-r", XQUAD, languages or LANGS)
+    with open_store(location=str(location), collection=collection) as store:
+        return run_evaluation(bench, HashEncoder(), store, collection, options or EvalOptions())
+
+
+def test_a_language_subset_is_scored_on_its_own_pool(tmp_path):
+    evaluate_in(tmp_path / "shared", "c", ["de", "en", "es"])  # the collection now holds 3 languages
+    subset = evaluate_in(tmp_path / "shared", "c", ["de", "en"])
+    fresh = evaluate_in(tmp_path / "fresh", "c", ["de", "en"])
+    assert subset.result.metrics() == pytest.approx(fresh.result.metrics(), abs=1e-12)
+    assert subset.result.counts == fresh.result.counts
+    n = len(load_benchmark("xquad-r", XQUAD, ["de", "en"]).passages)
+    assert subset.result.counts["passages"] == n  # what was searched, not the collection's size
+    # the library path too: a subset of a loaded benchmark
+    bench = load_benchmark("xquad-r", XQUAD, ["de", "en", "es"])
+    with open_store(location=str(tmp_path / "shared"), collection="c") as store:
+        options = EvalOptions(languages=("de", "en"))
+        run = run_evaluation(bench, HashEncoder(), store, "c", options)
+    assert run.result.metrics() == pytest.approx(fresh.result.metrics(), abs=1e-12)
+
+
+def test_a_partial_collection_is_completed_before_scoring(tmp_path):
+    bench = load_benchmark("xquad-r", XQUAD, LANGS)
+    partial = [p for p in bench.passages if p.lang == "es"] + [p for p in bench.passages if p.lang == "de"][
+        :3
+    ]
+    with open_store(location=str(tmp_path / "a"), collection="c") as store:
+        ingest(partial, HashEncoder(), store)
+    encoder = HashEncoder()
+    with open_store(location=str(tmp_path / "a"), collection="c") as store:
+        run = run_evaluation(bench, encoder, store, "c", EvalOptions())
+    fresh = evaluate_in(tmp_path / "b", "c")
+    assert run.ingest is not None and run.ingest.encoded == len(bench.passages) - len(partial)
+    assert run.result.metrics() == pytest.approx(fresh.result.metrics(), abs=1e-12)
+
+
+def test_changed_source_text_is_encoded_again_not_kept(tmp_path):
+    bench = load_benchmark("xquad-r", XQUAD, LANGS)
+    with open_store(location=str(tmp_path / "a"), collection="c") as store:
+        ingest(bench.passages, HashEncoder(), store)
+        changed = list(bench.passages)
+        changed[4] = replace(changed[4], text="A corrected sentence.")
+        encoder = HashEncoder()
+        stats = ingest(changed, encoder, store)
+        assert (stats.encoded, stats.replaced, stats.already_stored) == (1, 1, len(changed) - 1)
+        assert encoder.encoded == 1
+        record = next(r for r in store.iter_records() if r.doc_id == changed[4].doc_id)
+        assert record.payload[TEXT_KEY] == "A corrected sentence."
+        np.testing.assert_allclose(
+            record.vector, HashEncoder().encode_passages(["A corrected sentence."])[0], atol=1e-6
+        )
+    fresh = load_benchmark("xquad-r", XQUAD, LANGS)
+    fresh.passages[4] = changed[4]
+    with open_store(location=str(tmp_path / "a"), collection="c") as store:
+        again = run_evaluation(fresh, HashEncoder(), store, "c", EvalOptions())
+    assert again.ingest is None  # all current: nothing encoded
+
+
+def test_points_the_benchmark_does_not_have_are_refused(tmp_path):
+    evaluate_in(tmp_path, "c")
+    bench = load_benchmark("xquad-r", XQUAD, LANGS)
+    stray = replace(bench.passages[0], doc_id="de/9/9/9", text="Not in this benchmark.")
+    with open_store(location=str(tmp_path), collection="c") as store:
+        ingest([stray], HashEncoder(), store)
+        count = store.count()
+    with pytest.raises(StoreError, match=r"collection 'c' holds \d+ de passages but the benchmark has \d+"):
+        evaluate_in(tmp_path, "c")
+    with open_store(location=str(tmp_path), collection="c") as store:
+        assert store.count() == count  # refused, nothing dropped
