@@ -117,3 +117,32 @@ def test_points_the_benchmark_does_not_have_are_refused(tmp_path):
         evaluate_in(tmp_path, "c")
     with open_store(location=str(tmp_path), collection="c") as store:
         assert store.count() == count  # refused, nothing dropped
+
+
+def _check_module():
+    """eval/check_lareqa.py: the independent re-statement of LAReQA's protocol."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "check_lareqa.py"
+    spec = importlib.util.spec_from_file_location("check_lareqa", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("name", "langs"), [("xquad-r", ("de", "en", "es")), ("mlqa-r", ("de", "en"))])
+def test_the_report_agrees_with_an_independent_lareqa_implementation(tmp_path, name, langs):
+    check = _check_module()
+    folder = Path(__file__).parent / "fixtures" / "lareqa" / name
+    questions, candidates, gold = check.load_lareqa_reference(folder, langs)
+    encoder = HashEncoder()
+    qvecs = encoder.encode_queries([text for _, _, text in questions])
+    pvecs = encoder.encode_passages([text for _, text in candidates])
+    reference = check.reference_metrics(questions, candidates, gold, qvecs, pvecs, langs)
+    bench = load_benchmark(name, folder, list(langs))
+    assert (len(bench.queries), len(bench.passages)) == (len(questions), len(candidates))
+    with open_store(location=str(tmp_path), collection="c") as store:
+        run = run_evaluation(bench, HashEncoder(), store, "c", EvalOptions())
+    metrics = run.result.metrics()
+    for key in check.CHECKED:
+        assert metrics[key] == pytest.approx(reference[key], abs=1e-9), key

@@ -1,0 +1,169 @@
+"""Check a report against an independent implementation of the LAReQA protocol.
+
+    python eval/check_lareqa.py eval/results/xquad-r-me5-small.json --data-dir ../shared/data/lareqa
+
+Nothing of hq's loaders, evaluation or metrics is used: the candidates and relevant sets are built as
+LAReQA's released code builds them (google-research/xtreme ``third_party/utils_lareqa.py``:
+``generate_examples`` / ``load_data``: the context slice of every sentence of every paragraph with a
+question, gold = the sentences whose text equals the first sentence holding ``answer_start``), every
+query is scored against its setting's candidates with a matrix product, mAP is scikit-learn's
+``average_precision_score`` (as LAReQA's ``mean_avg_prec``), R@k and rank distance come from the full
+ranking (rank distance: max - min rank of a query's relevant candidates, undefined for a query with
+one relevant candidate), and the macro averages are over the slices (languages or ordered language
+pairs). Only the vectors come from hq's encoder and embedding cache (the same model and prefixes as
+the report; a cached run encodes nothing).
+
+It prints the report's value, the reference value and their difference for the macro metrics an
+independent check compares (mono/cross/multi mAP, mono and cross R@1, multi R@10, multi rank
+distance) and exits 1 when one differs by more than ``--tolerance`` (rank distance: relative).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+CHECKED = (
+    "mono/map",
+    "cross/map",
+    "multi/map",
+    "mono/recall@1",
+    "cross/recall@1",
+    "multi/recall@10",
+    "multi/rank_distance",
+)
+LANGUAGES = {
+    "xquad-r": ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"),
+    "mlqa-r": ("ar", "de", "en", "es", "hi", "vi", "zh"),
+}
+
+
+def load_lareqa_reference(folder: Path, languages: tuple[str, ...]):
+    """Questions and candidates as LAReQA builds them.
+
+    Returns:
+        questions: list of (xling_id, lang, text); candidates: list of (lang, text);
+        gold: {xling_id: set of candidate indices}.
+    """
+    questions: list[tuple[str, str, str]] = []
+    candidates: list[tuple[str, str]] = []
+    index: dict[str, int] = {}
+    gold: dict[str, set[int]] = {}
+    for lang in languages:
+        data = json.loads((folder / f"{lang}.json").read_text(encoding="utf-8"))
+        number = 0
+        for passage in data["data"]:
+            for paragraph in passage["paragraphs"]:
+                number += 1
+                context, breaks = paragraph["context"], paragraph["sentence_breaks"]
+                sentences = [context[start:end] for start, end in breaks]
+                for item in paragraph["qas"]:
+                    start = item["answers"][0]["answer_start"]
+                    answer = next((context[s:e] for s, e in breaks if s <= start < e), None)
+                    if not answer:
+                        continue
+                    questions.append((item["id"], lang, item["question"]))
+                    for position, sentence in enumerate(sentences):
+                        uid = f"{lang}_{number}_{position}"
+                        if uid not in index:
+                            index[uid] = len(candidates)
+                            candidates.append((lang, sentence))
+                        if sentence == answer:
+                            gold.setdefault(item["id"], set()).add(index[uid])
+    return questions, candidates, gold
+
+
+def _query_metrics(scores: np.ndarray, relevant: np.ndarray) -> tuple[float, float, float, float]:
+    """AP (scikit-learn), R@1, R@10 and max-min rank of one query's relevant candidates."""
+    labels = np.zeros(scores.size, dtype=np.int8)
+    labels[relevant] = 1
+    ap = average_precision_score(labels, scores)
+    # rank of a relevant item: 1 + candidates scoring strictly higher (ties count in its favour)
+    ranks = np.array([1 + int(np.count_nonzero(scores > scores[i])) for i in relevant])
+    r1 = float(np.count_nonzero(ranks <= 1)) / relevant.size
+    r10 = float(np.count_nonzero(ranks <= 10)) / relevant.size
+    distance = float(ranks.max() - ranks.min()) if relevant.size > 1 else np.nan  # one item: no spread
+    return float(ap), r1, r10, distance
+
+
+def reference_metrics(questions, candidates, gold, qvecs: np.ndarray, pvecs: np.ndarray, langs) -> dict:
+    """Macro metrics of the three settings from the vectors (questions x candidates, unit norm)."""
+    cand_lang = np.array([lang for lang, _ in candidates])
+    by_lang = {lang: np.flatnonzero(cand_lang == lang) for lang in langs}
+    slices: dict[str, list[tuple[float, float, float, float]]] = {}
+    for qi, (xid, qlang, _) in enumerate(questions):
+        for setting, targets in (
+            ("mono", [qlang]),
+            ("cross", [p for p in langs if p != qlang]),
+            ("multi", [None]),
+        ):
+            for target in targets:
+                pool = np.arange(len(candidates)) if target is None else by_lang[target]
+                positions = {c: k for k, c in enumerate(pool)}
+                relevant = np.array(
+                    [positions[c] for c in sorted(gold[xid]) if c in positions], dtype=np.int64
+                )
+                if relevant.size == 0:
+                    continue  # no relevant candidate in the target language: dropped
+                scores = pvecs[pool] @ qvecs[qi]  # (pool,)
+                key = f"{setting}/{qlang}-{target or 'all'}"
+                slices.setdefault(key, []).append(_query_metrics(scores, relevant))
+    out = {}
+    for setting in ("mono", "cross", "multi"):
+        rows = [np.nanmean(v, axis=0) for k, v in slices.items() if k.startswith(setting + "/")]
+        means = np.nanmean(rows, axis=0)
+        out[f"{setting}/map"], out[f"{setting}/recall@1"], out[f"{setting}/recall@10"] = means[:3]
+        if setting == "multi":
+            out["multi/rank_distance"] = means[3]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path, help="an hq evaluate report (JSON) of xquad-r or mlqa-r")
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder with xquad-r/ and mlqa-r/")
+    parser.add_argument("--model", help="model (default: the report's)")
+    parser.add_argument("--query-prefix", default="query: ")
+    parser.add_argument("--passage-prefix", default="passage: ")
+    parser.add_argument("--tolerance", type=float, default=0.002)
+    args = parser.parse_args()
+
+    from hybrid_qdrant.embedding_cache import CachedEncoder
+    from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
+
+    report = json.loads(args.report.read_text(encoding="utf-8"))
+    name, langs = report["benchmark"], tuple(report["languages"])
+    folder = args.data_dir / name if (args.data_dir / name).is_dir() else args.data_dir
+    questions, candidates, gold = load_lareqa_reference(folder, langs)
+    settings = EncoderSettings(
+        model=args.model or report["model"],
+        query_prefix=args.query_prefix,
+        passage_prefix=args.passage_prefix,
+    )
+    encoder = CachedEncoder(SentenceTransformerEncoder(settings))
+    qvecs = encoder.encode_queries([text for _, _, text in questions])  # (questions, dim)
+    pvecs = encoder.encode_passages([text for _, text in candidates])  # (candidates, dim)
+    reference = reference_metrics(questions, candidates, gold, qvecs, pvecs, langs)
+    print(f"{name}: {len(questions)} questions, {len(candidates)} candidates (LAReQA's code: as built here)")
+    counts = report["counts"]
+    print(f"report counts: {counts.get('queries')} queries, {counts.get('passages')} passages")
+    worst = 0.0
+    print("| metric | report | reference | difference |\n|---|---|---|---|")
+    for key in CHECKED:
+        mine, ref = report["metrics"][key], reference[key]
+        diff = mine - ref
+        bad = abs(diff) / ref if key.endswith("rank_distance") else abs(diff)
+        worst = max(worst, bad / (0.01 if key.endswith("rank_distance") else args.tolerance))
+        print(f"| {key} | {mine:.5f} | {ref:.5f} | {diff:+.5f} |")
+    ok = worst <= 1.0
+    print("agree within tolerance" if ok else "DISAGREE beyond tolerance")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
