@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_qdrant.errors import DataError
+from hybrid_qdrant.benchmarks import load_benchmark
+from hybrid_qdrant.errors import ConfigError, DataError
 from hybrid_qdrant.training.config import DataSource
 from hybrid_qdrant.training.lareqa import read_lareqa
 from hybrid_qdrant.training.mmarco import read_mmarco
@@ -160,8 +161,42 @@ def test_lareqa_errors_are_data_errors(tmp_path):
 def test_lareqa_real_mlqa_r():
     pairs = read_lareqa("mlqa-r", MLQA_R, ["de", "en"])
     de = [p for p in pairs if p.lang == "de"]
-    assert 500 <= len(de) <= 512  # 512 questions, less those whose answer crosses its sentence end
+    assert len(de) == 512  # every question: LAReQA's rule keeps answers crossing a sentence end
     assert {p.group_id for p in de} <= {p.group_id for p in pairs if p.lang == "en"}
+    triplets = read_lareqa("mlqa-r", MLQA_R, hard_negatives=True)
+    assert len(triplets) == 4199 and all(p.negative and p.negative != p.passage for p in triplets)
+
+
+def test_lareqa_hard_negatives_are_other_sentences_of_the_gold_paragraph():
+    bench = load_benchmark("xquad-r", LAREQA / "xquad-r", ["en", "de", "es"])
+    texts = {p.doc_id: p.text for p in bench.passages}
+    pairs = read_lareqa("xquad-r", LAREQA / "xquad-r", ["en", "de", "es"], hard_negatives=True)
+    assert pairs == read_lareqa("xquad-r", LAREQA / "xquad-r", ["en", "de", "es"], hard_negatives=True)
+    by_query = {(q.lang, q.text): q for q in bench.queries}
+    for pair in pairs:
+        query = by_query[(pair.lang, pair.query)]
+        gold = sorted(d for d in bench.qrels[query.query_id] if d.startswith(pair.lang + "/"))
+        paragraph = gold[0].rsplit("/", 1)[0]
+        others = [d for d in texts if d.rsplit("/", 1)[0] == paragraph and d not in gold]
+        # the doc ids with the negative's text (a text may repeat, e.g. "It is very long.")
+        negative = [d for d, t in texts.items() if t == pair.negative and d.startswith(pair.lang + "/")]
+        assert negative and not set(negative) & set(gold)
+        lang, article, _, _ = gold[0].split("/")
+        same_article = [d for d in texts if d.split("/")[:2] == [lang, article] and d not in gold]
+        if others:  # a sentence of the same paragraph, in the pair's language
+            assert set(negative) & set(others)
+        elif same_article:  # a one-sentence paragraph: the same article next
+            assert set(negative) & set(same_article)
+        else:  # alone in its article (the fixtures' article 1): the next paragraph of its language
+            assert any(d.startswith(f"{lang}/0/0/") for d in negative)
+    assert all(p.negative is None for p in read_lareqa("xquad-r", LAREQA / "xquad-r", ["en"]))
+
+
+def test_lareqa_hard_negatives_in_the_config():
+    source = DataSource(kind="lareqa", name="mlqa-r", hard_negatives="paragraph")
+    assert source.to_dict()["hard_negatives"] == "paragraph"
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        DataSource(kind="lareqa", name="mlqa-r", hard_negatives="bm25")
 
 
 # --- mMARCO style ---------------------------------------------------------------------------------------

@@ -37,11 +37,13 @@ from hybrid_qdrant.errors import ConfigError, ModelError
 
 SOURCE_KINDS = ("jsonl", "parquet", "hf", "lareqa", "mmarco")
 #: The keys each kind of source accepts (besides ``kind`` and ``path``).
+#: ``[[data.sources]] hard_negatives`` of a lareqa source.
+LAREQA_NEGATIVES = ("none", "paragraph")
 SOURCE_KEYS = {
     "jsonl": ("lang",),
     "parquet": ("lang",),
     "hf": ("lang", "split", "subset", "columns"),
-    "lareqa": ("name", "languages", "context"),
+    "lareqa": ("name", "languages", "context", "hard_negatives"),
     "mmarco": ("languages", "queries", "collection", "triples", "max_queries", "names"),
 }
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -82,6 +84,8 @@ class DataSource:
         languages: languages to read (lareqa: default all of the set's; mmarco: required).
         split / subset / columns: hf split, configuration, and pair field -> column mapping.
         context: lareqa: append the paragraph to the gold sentence.
+        hard_negatives: lareqa: ``none`` (default) or ``paragraph``: each pair gets a non-gold sentence
+            of its own paragraph as hard negative, in the passage's language (see ``read_lareqa``).
         queries / collection / triples / max_queries / names: mmarco file patterns (``{lang}``,
             ``{name}``), the triples file, a cap on query ids (0 = all), and code -> file-name language.
     """
@@ -95,6 +99,7 @@ class DataSource:
     subset: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     context: bool = False
+    hard_negatives: str = "none"
     queries: str = "{lang}/queries.tsv"
     collection: str = "{lang}/collection.tsv"
     triples: str = "triples.tsv"
@@ -105,6 +110,7 @@ class DataSource:
         _choice(self.kind, SOURCE_KINDS, "[[data.sources]] kind")
         if self.kind == "lareqa":
             _choice(self.name, tuple(LAREQA_SETS), "[[data.sources]] name")
+            _choice(self.hard_negatives, LAREQA_NEGATIVES, "[[data.sources]] hard_negatives")
         elif not self.path:
             raise ConfigError(f"[[data.sources]] of kind {self.kind!r} needs a path")
         if self.kind == "mmarco" and not self.languages:

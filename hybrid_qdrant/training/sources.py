@@ -23,7 +23,13 @@ def load_source(source: DataSource) -> list[Pair]:
     if source.kind == "hf":
         return read_hf(source.path, source.split, source.subset, source.columns, source.lang)
     if source.kind == "lareqa":
-        return read_lareqa(source.name, source.path or None, source.languages or None, source.context)
+        return read_lareqa(
+            source.name,
+            source.path or None,
+            source.languages or None,
+            source.context,
+            hard_negatives=source.hard_negatives == "paragraph",
+        )
     if source.kind == "mmarco":
         return read_mmarco(
             source.path,
