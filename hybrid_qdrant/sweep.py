@@ -36,6 +36,7 @@ model by ``hq compare`` with all seeds of both sides.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import inspect
@@ -162,8 +163,9 @@ class SweepConfig:
         return Path(self.results).expanduser() if self.results else self.root / "results"
 
     def cells(self) -> list[Cell]:
-        """Every (model, alpha, seed), models outermost."""
-        return [Cell(m, a, s) for m, a, s in product(self.models, self.alphas, self.seeds)]
+        """Every (model, alpha, seed): models outermost, then seeds, then alphas, so a sweep stopped part
+        way has every alpha of the seeds it finished."""
+        return [Cell(m, a, s) for m, s, a in product(self.models, self.seeds, self.alphas)]
 
 
 @dataclass(frozen=True)
@@ -297,9 +299,10 @@ def _run_cell(
 ) -> None:
     """Train (or resume) then evaluate one cell, recording each finished step in ``entry``."""
     from hybrid_qdrant.training.config import config_from_dict
-    from hybrid_qdrant.training.trainer import FINAL_DIR, train
+    from hybrid_qdrant.training.trainer import FINAL_DIR, LOG_HISTORY, train
 
-    cell_dir = config.root / "cells" / cell.id
+    cell_dir = config.results_dir / "cells" / cell.id  # what the table is built from: kept with it
+    cell_dir.mkdir(parents=True, exist_ok=True)
     data = _train_data(config, cell, base)
     out = Path(data["output"]["dir"])
     if entry.get("status") not in ("trained", "done") or not (out / FINAL_DIR).is_dir():
@@ -309,9 +312,11 @@ def _run_cell(
             data = {**data, "train": {**data["train"], "resume": True}}
             logger.info("cell %s: resuming its interrupted training", cell.id)
         start = time.perf_counter()
-        final = train(config_from_dict(data))
+        with _log_to(cell_dir / "train.log"):
+            final = train(config_from_dict(data))
         entry.update(status="trained", final=str(final), train_seconds=round(time.perf_counter() - start, 1))
         if _main_process():
+            shutil.copyfile(out / LOG_HISTORY, cell_dir / LOG_HISTORY)
             save()
     if _main_process():  # under accelerate / torchrun the other processes wait for the evaluation
         start = time.perf_counter()
@@ -319,6 +324,25 @@ def _run_cell(
         entry.update(status="done", report=str(report), eval_seconds=round(time.perf_counter() - start, 1))
         save()
     _wait_for_everyone()
+
+
+@contextlib.contextmanager
+def _log_to(path: Path):
+    """Copy this package's log records (INFO and up) into ``path`` while the block runs (appending)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("hybrid_qdrant")
+    level = package.level
+    package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()
 
 
 def _main_process() -> bool:
@@ -376,7 +400,7 @@ def _evaluate_cell(config: SweepConfig, cell: Cell, train_config, final: Path, c
     )
     encoder = build_encoder(settings, use_cache=False)  # every cell's model is new
     options = ev.eval_options()
-    store_dir = cell_dir / "qdrant"
+    store_dir = config.root / "cells" / cell.id / "qdrant"  # a by-product under the run dir, not the results
     store = StoreOptions(location=str(store_dir), recreate=True)
     name = default_collection(bench.name, cell.id, encoder.fingerprint, ev.context)
     with open_collection(store, name) as opened:

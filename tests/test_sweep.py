@@ -72,6 +72,21 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
     report = json.loads(Path(cell["report"]).read_text(encoding="utf-8"))
     assert report["sweep_cell"] == {"model": "tiny-16", "alpha": 1.0, "seed": 42}
     assert (Path(cell["final"]) / "adapter_config.json").is_file()
+    # every cell's report, per-query values and training logs are kept with the table
+    kept = out / "cells" / "tiny-16_a1_s42"
+    assert Path(cell["report"]) == kept / "report.json"
+    assert {p.name for p in kept.iterdir()} >= {
+        "report.json",
+        "report.queries.json.gz",
+        "log_history.json",
+        "train.log",
+    }
+    history = json.loads((kept / "log_history.json").read_text(encoding="utf-8"))
+    assert history["steps"] == 12 and history["realised_share"]["mono_share"] == 1.0
+    assert "realised batch share over the 12 steps trained" in (kept / "train.log").read_text(
+        encoding="utf-8"
+    )
+    assert not list(out.rglob("qdrant"))  # the evaluation store stays under the run dir
 
     # a re-run trains nothing; a cell whose evaluation was lost is evaluated again, not retrained
     def no_training(config, callbacks=()):

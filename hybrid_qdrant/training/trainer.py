@@ -14,6 +14,7 @@ across processes and only the main process writes the model.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 from transformers import EarlyStoppingCallback, PreTrainedModel, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.encoder import load_sentence_transformer
 from hybrid_qdrant.errors import ConfigError
 from hybrid_qdrant.training.config import TrainConfig
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 FINAL_DIR = "final"
 CONFIG_COPY = "train_config.toml"
+#: The run's log history (loss, learning rate, realised batch share, evaluations per logged step).
+LOG_HISTORY = "log_history.json"
 NEGATIVES = {"auto": None, "require": True, "ignore": False}
 
 
@@ -348,5 +352,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Pat
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
         (config.output_dir / CONFIG_COPY).write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
+        history = {"steps": trained, "realised_share": shares, "log_history": trainer.state.log_history}
+        atomic_write_bytes(config.output_dir / LOG_HISTORY, (json.dumps(history, indent=1) + "\n").encode())
     logger.info("saved model to %s", final)
     return final
