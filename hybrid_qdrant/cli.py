@@ -350,7 +350,15 @@ def evaluate(
         None, "--full-ranking/--truncated", help="Exact ranks beyond the depth (default on for LAReQA sets)."
     ),
     output: str | None = typer.Option(
-        None, "--output", "-o", help="Report JSON (.md, .png, .queries.json.gz beside)."
+        None,
+        "--output",
+        "-o",
+        help="Report NAME.json; NAME.md, NAME.png (heatmap) and NAME.queries.json.gz are written beside it.",
+    ),
+    heatmap_scale: str | None = typer.Option(
+        None,
+        "--heatmap-scale",
+        help="Heatmap colours: fixed 0-100 (default, comparable) or auto (data range).",
     ),
     verbose: bool = VerboseOpt,
 ) -> None:
@@ -358,11 +366,11 @@ def evaluate(
     _setup_logging(verbose)
     cfg = _from_params(locals())
     from hybrid_qdrant.pipeline import default_collection, open_collection, run_evaluation
-    from hybrid_qdrant.report import markdown, report_dict, write_report
+    from hybrid_qdrant.report import check_output, markdown, report_dict, write_report
 
     options = cfg.eval_options()
-    if cfg.output and Path(cfg.output).is_dir():
-        raise HQError(f"--output {cfg.output} is a directory; give a file name such as report.json")
+    if cfg.output:
+        check_output(cfg.output)  # a bad name or an unwritable folder fails now, not after the run
     bench = _load(cfg)
     _check_store(cfg)
     encoder = _encoder(cfg)
@@ -388,7 +396,7 @@ def evaluate(
         "model_fingerprint": encoder.fingerprint,
     }
     if cfg.output:
-        paths = write_report(run.result, cfg.output, cfg.model, extra)
+        paths = write_report(run.result, cfg.output, cfg.model, extra, cfg.heatmap_scale)
         typer.echo(markdown(report_dict(run.result, cfg.model, extra)))
         typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
     else:

@@ -99,6 +99,13 @@ class EvaluateConfig:
     full_ranking: bool | None = None
     exact_search: bool = True
     output: str | None = None
+    heatmap_scale: str = "fixed"
+
+    def __post_init__(self) -> None:
+        from hybrid_qdrant.report import HEATMAP_SCALES
+
+        if self.heatmap_scale not in HEATMAP_SCALES:
+            raise ConfigError(f"heatmap_scale {self.heatmap_scale!r}: choose {' or '.join(HEATMAP_SCALES)}")
 
     def eval_options(self):
         """The ``EvalOptions`` of this config (full ranking by default on the LAReQA sets)."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hybrid_qdrant.atomic_write import atomic_savefig, atomic_write_bytes
+from hybrid_qdrant.errors import ConfigError
 from hybrid_qdrant.evaluation import EvaluationResult
 
 REPORT_VERSION = 1
@@ -136,8 +138,19 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def heatmap_png(report: dict[str, Any], path: Path) -> bool:
-    """Write the cross-lingual mAP matrix (diagonal: mono) as a PNG; False when there is no cross setting."""
+#: Heatmap colour scales: ``fixed`` (0-100, the default: pictures of two models compare by eye) or
+#: ``auto`` (the data's range: small gaps look large).
+HEATMAP_SCALES = ("fixed", "auto")
+
+
+def heatmap_png(report: dict[str, Any], path: Path, scale: str = "fixed") -> bool:
+    """Write the mAP matrix (rows: query language, columns: passage language; diagonal: mono) as a PNG.
+
+    Returns:
+        False (and nothing written) when the report has no cross setting.
+    """
+    if scale not in HEATMAP_SCALES:
+        raise ValueError(f"scale must be one of {HEATMAP_SCALES}, got {scale!r}")
     m = report["metrics"]
     langs = report["languages"]
     if not any(k.startswith("cross/") for k in m):
@@ -147,34 +160,45 @@ def heatmap_png(report: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Rectangle
 
-    grid = np.full((len(langs), len(langs)), np.nan)
+    n = len(langs)
+    grid = np.full((n, n), np.nan)
     for i, q in enumerate(langs):
         for j, p in enumerate(langs):
             key = f"mono/{q}-{q}/map" if p == q else f"cross/{q}-{p}/map"
             if key in m:
                 grid[i, j] = 100 * m[key]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(langs), 0.8 + 0.55 * len(langs)))
-    im = ax.imshow(grid, cmap="viridis", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
-    ax.set_xticks(range(len(langs)), langs)
-    ax.set_yticks(range(len(langs)), langs)
+    low, high = (0.0, 100.0) if scale == "fixed" else (float(np.nanmin(grid)), float(np.nanmax(grid)))
+    side = max(3.2, 0.55 * n)  # the matrix's size in inches; a floor keeps 2-language plots readable
+    fig, ax = plt.subplots(figsize=(side + 2.2, side + 1.6))
+    im = ax.imshow(grid, cmap="viridis", vmin=low, vmax=high)
+    ax.set_xticks(range(n), langs)
+    ax.set_yticks(range(n), langs)
     ax.set_xlabel("passage language")
     ax.set_ylabel("query language")
-    ax.set_title(f"{report['benchmark']} cross-lingual mAP")
-    for i in range(len(langs)):
-        for j in range(len(langs)):
+    for i in range(n):
+        ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=1.5))
+        for j in range(n):
             if not np.isnan(grid[i, j]):
-                ax.text(
-                    j,
-                    i,
-                    f"{grid[i, j]:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if grid[i, j] < np.nanmean(grid) else "black",
-                )
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+                light = im.norm(grid[i, j]) < 0.5
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7 if n > 8 else 9,
+                        color="white" if light else "black")  # fmt: skip
+    model = str(report.get("model", ""))
+    model = model if len(model) <= 52 else "..." + model[-49:]  # a path's end names the run
+    title = f"{report['benchmark']}: mAP x 100\n{model}"
+    ax.set_title(title, fontsize=10)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("mAP x 100" + (" (scale: data range)" if scale == "auto" else ""))
+    fig.text(
+        0.5,
+        0.01,
+        "outlined diagonal: mono (same language); off-diagonal: cross-lingual",
+        ha="center",
+        va="bottom",
+        fontsize=7,
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     try:
         atomic_savefig(fig, path, dpi=120)
     finally:
@@ -182,29 +206,76 @@ def heatmap_png(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def report_paths(output: str | Path) -> dict[str, Path]:
+    """The files of a report at ``output`` (which must end in ``.json``): the name with ``.json`` taken
+    off, plus ``.json``, ``.md``, ``.png`` and ``.queries.json.gz``.
+
+    ``me5.run1.json`` gives ``me5.run1.md``, ``me5.run1.png`` and ``me5.run1.queries.json.gz``: every
+    file derives from the full name given.
+
+    Raises:
+        ConfigError: ``output`` does not end in ``.json``.
+    """
+    output = Path(output)
+    if not output.name.endswith(".json") or output.name == ".json":
+        raise ConfigError(f"--output {output}: a report is JSON; give a file name ending in .json")
+    base = output.name[: -len(".json")]
+    return {
+        "json": output,
+        "markdown": output.with_name(base + ".md"),
+        "per_query": output.with_name(base + ".queries.json.gz"),
+        "heatmap": output.with_name(base + ".png"),
+    }
+
+
+def check_output(output: str | Path) -> dict[str, Path]:
+    """``report_paths`` of ``output``, checked before any work: a file name ending in ``.json`` whose
+    folder exists or can be created, and is writable.
+
+    Raises:
+        ConfigError: a bad name, a directory, or a folder that cannot be written.
+    """
+    if Path(output).is_dir():
+        raise ConfigError(f"--output {output} is a directory; give a file name such as report.json")
+    paths = report_paths(output)
+    folder = paths["json"].parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:  # a real probe: permissions, read-only mounts and pseudo file systems all answer it
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write into {folder} ({exc.strerror or exc})") from None
+    return paths
+
+
 def write_report(
-    result: EvaluationResult, output: str | Path, model: str, extra: dict[str, Any] | None = None
+    result: EvaluationResult,
+    output: str | Path,
+    model: str,
+    extra: dict[str, Any] | None = None,
+    heatmap_scale: str = "fixed",
 ) -> dict[str, Path]:
-    """Write ``output`` (JSON) with its siblings ``.md``, ``.png`` (cross heatmap) and ``.queries.json.gz``.
+    """Write ``output`` (JSON) with its siblings ``.md``, ``.png`` (cross heatmap) and ``.queries.json.gz``
+    (``report_paths``); the JSON last, so a report that exists is complete.
+
+    A report without a cross setting has no heatmap: a PNG left there by an earlier report of the same
+    name is removed, so nothing beside the JSON describes another run.
 
     Returns:
         The paths written, by kind.
     """
-    output = Path(output)
+    paths = report_paths(output)
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
     report = report_dict(result, model, extra)
-    stem = output.with_suffix("") if output.suffix == ".json" else output
-    paths = {
-        "json": output,
-        "markdown": stem.with_suffix(".md"),
-        "per_query": Path(f"{stem}.queries.json.gz"),
-        "heatmap": stem.with_suffix(".png"),
-    }
     per_query = gzip.compress(json.dumps(per_query_dict(result)).encode("utf-8"), mtime=0)
     atomic_write_bytes(paths["per_query"], per_query)
     atomic_write_bytes(paths["markdown"], markdown(report).encode("utf-8"))
-    if not heatmap_png(report, paths["heatmap"]):
-        del paths["heatmap"]
-    atomic_write_bytes(output, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    if not heatmap_png(report, paths["heatmap"], heatmap_scale):
+        paths.pop("heatmap").unlink(missing_ok=True)
+    atomic_write_bytes(
+        paths["json"], (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    )
     return paths
 
 
@@ -220,8 +291,7 @@ def load_per_query(path: str | Path) -> PerQueryValues:
     """
     path = Path(path)
     if not path.name.endswith(".queries.json.gz"):
-        stem = path.with_suffix("") if path.suffix == ".json" else path
-        path = Path(f"{stem}.queries.json.gz")
+        path = report_paths(path)["per_query"]
     data = json.loads(gzip.decompress(path.read_bytes()))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a per-query file")
