@@ -72,7 +72,10 @@ class _ScrubSecrets(logging.Filter):
         if _SECRETS:
             from hybrid_qdrant.store.connection import scrub
 
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record: the handler reports it
+                return True
             scrubbed = scrub(message, *_SECRETS)
             if scrubbed != message:
                 record.msg, record.args = scrubbed, None

@@ -21,6 +21,8 @@ from hybrid_qdrant.errors import ConfigError
 API_KEY_ENV = "QDRANT_API_KEY"
 
 _MASK = "***"
+#: Longest timeout accepted (s): beyond it a limit bounds nothing (and overflows socket timeouts).
+MAX_TIMEOUT = 86400.0
 _LOOPBACK_NAMES = ("localhost", "localhost.")
 
 
@@ -233,7 +235,7 @@ def check_key_transport(url: str, has_key: bool, allow_insecure_key: bool = Fals
 
 
 def check_timeout(value: object, name: str = "timeout") -> float:
-    """``value`` as a finite, positive number of seconds; ConfigError otherwise (nan, inf, 0, negative)."""
+    """``value`` as a positive number of seconds up to a day; ConfigError otherwise (nan, inf, 0, < 0)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             number = float(str(value).strip())
@@ -246,6 +248,8 @@ def check_timeout(value: object, name: str = "timeout") -> float:
         number = float(value)
     if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    if number > MAX_TIMEOUT:
+        raise ConfigError(f"{name} must be at most {MAX_TIMEOUT:g} seconds (a day), got {value!r}")
     return number
 
 
