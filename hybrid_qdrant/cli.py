@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from hybrid_qdrant.errors import HQError
+from hybrid_qdrant.errors import ConfigError, HQError
 
 app = typer.Typer(
     name="hq",
@@ -44,18 +44,42 @@ def handle_errors(func):
         except HQError as exc:
             if debug:
                 raise
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+            _fail(_one_scrubbed_line(str(exc) or type(exc).__name__), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; run the same command again to resume", 130)
         except Exception as exc:  # unexpected: one scrubbed line, never a traceback with locals
             if debug:
                 raise
-            from hybrid_qdrant.store.connection import scrub
-
-            message = scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], *_SECRETS)
+            message = _one_scrubbed_line(f"{type(exc).__name__}: {exc}")
             _fail(message + " (HQ_DEBUG=1 for a traceback)", 1)
 
     return wrapper
+
+
+def _one_scrubbed_line(text: str) -> str:
+    """The first line of ``text`` with every API key read by this process masked (scrubbed first, so
+    neither a line break nor a cut can leave part of a key behind)."""
+    from hybrid_qdrant.store.connection import one_line, scrub
+
+    text = scrub(text, *_SECRETS)
+    return one_line(text.splitlines()[0] if text.strip() else text, 500)
+
+
+class _ScrubSecrets(logging.Filter):
+    """Masks the API keys this process read in every log record its handlers write."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            from hybrid_qdrant.store.connection import scrub
+
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record: the handler reports it
+                return True
+            scrubbed = scrub(message, *_SECRETS)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -64,6 +88,9 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ScrubSecrets) for f in handler.filters):
+            handler.addFilter(_ScrubSecrets())
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -95,10 +122,23 @@ LocationOpt = typer.Option(
 UrlOpt = typer.Option(
     None, "--url", help="Qdrant server URL; the API key comes from $QDRANT_API_KEY or --api-key-file."
 )
-KeyEnvOpt = typer.Option(None, "--api-key-env", help="Environment variable holding the API key.")
-KeyFileOpt = typer.Option(None, "--api-key-file", help="File holding the API key.")
+KeyEnvOpt = typer.Option(
+    None, "--api-key-env", help="Environment variable holding the API key (an error if it is not set)."
+)
+KeyFileOpt = typer.Option(None, "--api-key-file", help="File holding the API key (its first line).")
+InsecureKeyOpt = typer.Option(
+    None,
+    "--allow-insecure-key",
+    help="Allow sending the API key over plain http:// to a host other than this machine "
+    "(refused by default; config key allow_insecure_key).",
+)
 GrpcOpt = typer.Option(None, "--grpc/--http", help="Talk gRPC to the server.")
-TimeoutOpt = typer.Option(None, "--timeout", help="Seconds per server request.")
+TimeoutOpt = typer.Option(
+    None,
+    "--timeout",
+    help="Seconds each server request may take in total (default 30); with its retries a call ends "
+    "within 4 x timeout.",
+)
 CollectionOpt = typer.Option(
     None, "--collection", "-c", help="Collection or alias (default: from benchmark and model)."
 )
@@ -162,17 +202,37 @@ def _encoder(cfg):
 
 
 def _store_options(cfg):
+    """The store options of ``cfg``, every server setting checked (ConfigError) before anything connects."""
     from hybrid_qdrant.pipeline import StoreOptions
     from hybrid_qdrant.store.collection_options import CREATE_OPTIONS
-    from hybrid_qdrant.store.connection import API_KEY_ENV, resolve_api_key
+    from hybrid_qdrant.store.connection import (
+        API_KEY_ENV,
+        check_server_settings,
+        check_timeout,
+        resolve_api_key,
+    )
 
+    check_timeout(cfg.timeout)
     api_key = None
+    create = {key: getattr(cfg, key) for key in CREATE_OPTIONS if getattr(cfg, key, None) is not None}
     if cfg.url:
-        environ = {API_KEY_ENV: os.environ.get(cfg.api_key_env, "")}
-        api_key = resolve_api_key(None, cfg.api_key_file, environ=environ)
+        env_name = cfg.api_key_env
+        if not isinstance(env_name, str) or not env_name.strip() or "=" in env_name:
+            raise ConfigError(f"--api-key-env must name an environment variable, got {env_name!r}")
+        raw = os.environ.get(env_name)
+        if raw and not cfg.api_key_file:
+            _SECRETS.append(raw)  # masked even if the key is refused below
+        api_key = resolve_api_key(
+            None,
+            cfg.api_key_file,
+            environ=os.environ,
+            env_name=env_name,
+            required=env_name != API_KEY_ENV,  # named explicitly: it must be set
+        )
         if api_key:
             _SECRETS.append(api_key)
-    create = {key: getattr(cfg, key) for key in CREATE_OPTIONS if getattr(cfg, key, None) is not None}
+        check_server_settings(cfg.url, api_key, cfg.timeout, bool(cfg.allow_insecure_key))
+        create.update(allow_insecure_key=bool(cfg.allow_insecure_key), api_key_env=env_name)
     return StoreOptions(
         location=cfg.location,
         url=cfg.url,
@@ -243,6 +303,7 @@ def ingest(
     url: str | None = UrlOpt,
     api_key_env: str | None = KeyEnvOpt,
     api_key_file: str | None = KeyFileOpt,
+    allow_insecure_key: bool | None = InsecureKeyOpt,
     grpc: bool | None = GrpcOpt,
     timeout: float | None = TimeoutOpt,
     collection: str | None = CollectionOpt,
@@ -279,6 +340,7 @@ def ingest(
         raise HQError(
             "--alias writes a new versioned collection; it takes neither --collection nor --recreate"
         )
+    _store_options(cfg)  # every server setting checked before anything loads or connects
     bench = _load(cfg)
     _check_store(cfg)
     encoder = _encoder(cfg)
@@ -332,6 +394,7 @@ def evaluate(
     url: str | None = UrlOpt,
     api_key_env: str | None = KeyEnvOpt,
     api_key_file: str | None = KeyFileOpt,
+    allow_insecure_key: bool | None = InsecureKeyOpt,
     grpc: bool | None = GrpcOpt,
     timeout: float | None = TimeoutOpt,
     collection: str | None = CollectionOpt,
@@ -371,6 +434,7 @@ def evaluate(
     options = cfg.eval_options()
     if cfg.output:
         check_output(cfg.output)  # a bad name or an unwritable folder fails now, not after the run
+    _store_options(cfg)  # every server setting checked before anything loads or connects
     bench = _load(cfg)
     _check_store(cfg)
     encoder = _encoder(cfg)
@@ -484,10 +548,10 @@ collections_app = typer.Typer(
 app.add_typer(collections_app, name="collections")
 
 
-def _open_location(location: str | None, url: str | None, api_key_env: str | None, api_key_file: str | None):
+def _open_location(location: str | None, url: str | None, **server: Any):
     from hybrid_qdrant.pipeline import open_collection
 
-    cfg = _config(None, location=location, url=url, api_key_env=api_key_env, api_key_file=api_key_file)
+    cfg = _config(None, location=location, url=url, **server)
     return open_collection(_store_options(cfg), "hq-admin")
 
 
@@ -498,9 +562,18 @@ def collections_list(
     url: str | None = UrlOpt,
     api_key_env: str | None = KeyEnvOpt,
     api_key_file: str | None = KeyFileOpt,
+    allow_insecure_key: bool | None = InsecureKeyOpt,
+    timeout: float | None = TimeoutOpt,
 ) -> None:
     """Collections with their point counts, dimension and aliases."""
-    with _open_location(location, url, api_key_env, api_key_file) as store:
+    with _open_location(
+        location,
+        url,
+        api_key_env=api_key_env,
+        api_key_file=api_key_file,
+        allow_insecure_key=allow_insecure_key,
+        timeout=timeout,
+    ) as store:
         aliases = store.aliases()
         for name in sorted(store.collections()):
             with store.for_collection(name) as one:
@@ -521,11 +594,20 @@ def collections_delete(
     url: str | None = UrlOpt,
     api_key_env: str | None = KeyEnvOpt,
     api_key_file: str | None = KeyFileOpt,
+    allow_insecure_key: bool | None = InsecureKeyOpt,
+    timeout: float | None = TimeoutOpt,
 ) -> None:
     """Drop a collection (refused while an alias points to it; needs --yes)."""
     if not yes:
         raise HQError(f"refusing to delete collection {name!r} without --yes")
-    with _open_location(location, url, api_key_env, api_key_file) as store:
+    with _open_location(
+        location,
+        url,
+        api_key_env=api_key_env,
+        api_key_file=api_key_file,
+        allow_insecure_key=allow_insecure_key,
+        timeout=timeout,
+    ) as store:
         if not store.delete_collection(name):
             raise HQError(f"no collection {name!r}")
     typer.echo(f"deleted {name}")
@@ -540,9 +622,18 @@ def collections_alias(
     url: str | None = UrlOpt,
     api_key_env: str | None = KeyEnvOpt,
     api_key_file: str | None = KeyFileOpt,
+    allow_insecure_key: bool | None = InsecureKeyOpt,
+    timeout: float | None = TimeoutOpt,
 ) -> None:
     """Point an alias at a collection atomically (e.g. to roll back a re-index)."""
-    with _open_location(location, url, api_key_env, api_key_file) as store:
+    with _open_location(
+        location,
+        url,
+        api_key_env=api_key_env,
+        api_key_file=api_key_file,
+        allow_insecure_key=allow_insecure_key,
+        timeout=timeout,
+    ) as store:
         store.set_alias(alias, collection)
     typer.echo(f"alias {alias} -> {collection}")
 

@@ -81,6 +81,7 @@ class EvaluateConfig:
     url: str | None = None
     api_key_env: str = "QDRANT_API_KEY"
     api_key_file: str | None = None
+    allow_insecure_key: bool = False
     prefer_grpc: bool = False
     timeout: float = 30.0
     collection: str | None = None

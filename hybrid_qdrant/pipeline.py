@@ -41,7 +41,7 @@ class StoreOptions:
 
     location: str | None = None
     url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a repr or log line
     collection: str | None = None
     recreate: bool = False
     timeout: float = 30.0

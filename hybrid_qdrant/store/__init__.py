@@ -65,7 +65,9 @@ DEFAULT_COLLECTION = "passages"
 ENGINES = ("edge", "client-local", "server")
 
 _COMMON = frozenset({"recreate", "upsert_batch", "query_batch", "hnsw_ef"})
-_CONNECTION = frozenset({"timeout", "prefer_grpc", "grpc_port", "retries", "backoff"})
+_CONNECTION = frozenset(
+    {"timeout", "prefer_grpc", "grpc_port", "retries", "backoff", "allow_insecure_key", "api_key_env"}
+)
 
 
 def open_store(
@@ -86,14 +88,18 @@ def open_store(
         collection: collection or alias name.
         engine: ``edge`` (default without url), ``client-local``, or ``server`` (default with url).
         **opts: ``recreate`` (drop the collection now; ``ensure_collection`` re-creates it),
-            ``upsert_batch``, ``query_batch``, ``hnsw_ef``; server only: ``timeout`` (s, default 30),
-            ``prefer_grpc``, ``grpc_port``, ``retries`` (default 3), ``backoff`` (s, default 0.5) and the
+            ``upsert_batch``, ``query_batch``, ``hnsw_ef``; server only: ``timeout`` (s, default 30: the
+            time one attempt of a call may take in total; a call with its retries ends within
+            ``(retries + 1) * timeout``), ``prefer_grpc``, ``grpc_port``, ``retries`` (default 3),
+            ``backoff`` (s, default 0.5), ``allow_insecure_key`` (send the key over plain http to a
+            remote host), ``api_key_env`` (the variable named in "requires an API key" messages) and the
             creation options ``quantization`` (``scalar`` | ``binary``), ``hnsw_m``, ``hnsw_ef_construct``,
             ``shard_number``, ``replication_factor``, ``on_disk``, ``on_disk_payload``. Connection options
             are ignored by the embedded engines, creation options by ``edge`` (with a warning).
 
     Raises:
         ValueError: an unknown engine or option, or a malformed URL.
+        ConfigError: a bad timeout or API key, or a key over plain http to a remote host.
         StoreError: the server is unreachable, rejects the key or is too old; the directory is locked.
     """
     engine = engine or ("server" if url else "edge")

@@ -9,9 +9,21 @@ Encoder fingerprint: kept in the collection's metadata (``hq_encoder``; Qdrant >
 On older servers it is read from the ``ENCODER_KEY`` payload field of a sample point, where ingestion
 writes the fingerprint's ``encoder_tag`` (and ``upsert`` adds it when a payload lacks it).
 
-The API key never appears in a message, repr or log line: it is held as a ``Secret``, every client
-exception is translated into a one-line ``StoreError`` (scrubbed of the key, original suppressed), and
-retries log only the exception type.
+The API key never appears in a message, repr or log line: it is checked before use (printable ASCII,
+surrounding whitespace stripped), held as a ``Secret``, every client exception is translated into a
+one-line ``StoreError`` scrubbed of the key in every form (raw, escaped, URL-encoded, base64; original
+suppressed), text the server sends back (its version, its error messages) is scrubbed the same way,
+and retries log only the kind of failure (HTTP status, gRPC code or exception type). A key is not
+sent over plain http to another machine unless ``allow_insecure_key`` says so.
+
+Time limits (server engine): ``timeout`` bounds each attempt of a call in total (connect, send, the
+whole answer), not each socket read, and every call is retried on transient failures within a budget
+of ``(retries + 1) * timeout`` seconds, waits included: each call, retries included, ends within
+``(retries + 1) * timeout`` (4 x timeout by default). With gRPC the per-attempt limit is gRPC's own
+deadline, ``timeout`` rounded up to whole seconds, and the bound is in those whole seconds. DNS
+resolution is left to the system resolver's own limits. Reads, upserts (fixed ids), payload indexes are
+idempotent and retried as they are; creating or deleting a collection and changing aliases are retried
+only after checking that the earlier attempt did not already take effect.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import importlib.metadata
 import logging
 import math
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -49,7 +62,19 @@ from hybrid_qdrant.store.base import (
 )
 from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
 from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
-from hybrid_qdrant.store.connection import API_KEY_ENV, Secret, redact_url, scrub, validate_url
+from hybrid_qdrant.store.connection import (
+    API_KEY_ENV,
+    Secret,
+    check_api_key,
+    check_key_transport,
+    check_timeout,
+    is_loopback,
+    one_line,
+    redact_url,
+    scrub,
+    validate_url,
+)
+from hybrid_qdrant.store.deadline import deadline, deadline_transport
 from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, sorted_hits, stored_payload
 from hybrid_qdrant.store.retry import call_with_retries
@@ -70,6 +95,7 @@ MIN_SERVER = (1, 11)
 #: First server version with collection metadata.
 METADATA_SERVER = (1, 16)
 
+_DONE = object()  # a retried write found the earlier attempt's effect in place
 _DISTANCES = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
 _TRANSIENT_STATUS = {429, 502, 503, 504}
 _GRPC_STATUS = {
@@ -93,6 +119,9 @@ class ServerStore:
         hnsw_ef: HNSW beam width for approximate searches (``exact=False``).
         retries: extra attempts after a transient failure (server engine).
         backoff: first retry delay in seconds, doubled each time.
+        timeout: seconds one attempt of a call may take in total (server engine); a call with its
+            retries ends within ``(retries + 1) * timeout``.
+        api_key_env: the variable named in "requires an API key" messages.
     """
 
     def __init__(
@@ -113,9 +142,14 @@ class ServerStore:
         metadata: bool = True,
         owns_client: bool = True,
         grpc_port: int = 6334,
+        timeout: float = 30.0,
+        api_key_env: str = API_KEY_ENV,
+        prefer_grpc: bool = False,
     ) -> None:
-        if upsert_batch < 1 or query_batch < 1 or retries < 0 or backoff < 0:
-            raise ValueError("upsert_batch and query_batch must be positive, retries and backoff >= 0")
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+            raise ValueError(f"retries must be an integer from 0 to 10, got {retries!r}")
+        if upsert_batch < 1 or query_batch < 1 or not backoff >= 0:
+            raise ValueError("upsert_batch and query_batch must be positive, backoff >= 0")
         self._client = client
         self.collection = validate_name(collection)
         self.engine = engine
@@ -130,6 +164,9 @@ class ServerStore:
         self._metadata = metadata
         self._owns_client = owns_client
         self._grpc_port = grpc_port
+        self.timeout = check_timeout(timeout)
+        self._api_key_env = api_key_env
+        self._grpc = prefer_grpc
         self._lock = threading.RLock() if engine == "client-local" else contextlib.nullcontext()
         self._spec: CollectionSpec | None = None
         self._spec_of: str | None = None
@@ -150,20 +187,29 @@ class ServerStore:
         prefer_grpc: bool = False,
         grpc_port: int = 6334,
         timeout: float = 30.0,
+        allow_insecure_key: bool = False,
+        api_key_env: str = API_KEY_ENV,
         **options: Any,
     ) -> ServerStore:
-        """Connect to a server, check it is reachable, accepts the key and is recent enough."""
-        validate_url(url)
+        """Connect to a server, check it is reachable, accepts the key and is recent enough.
+
+        Everything is checked before anything connects: the URL (ValueError), the timeout, the key and
+        sending it in clear text (ConfigError; see ``check_key_transport``).
+        """
+        url = validate_url(url)
         where = redact_url(url)
+        timeout = check_timeout(timeout)
+        api_key = check_api_key(api_key, "the api_key argument")
         secret = Secret(api_key) if api_key else None
-        host = urlsplit(url).hostname
-        if secret and url.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
-            logger.warning("sending the API key to %s over plain http; use https", where)
+        check_key_transport(url, bool(secret), allow_insecure_key)
+        if secret and urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).hostname):
+            logger.warning("sending the API key to %s over plain http (allowed explicitly)", where)
         create, rest = _split_create_options(options)
         recreate = bool(rest.pop("recreate", False))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the insecure-key warning is logged above
+                transport = deadline_transport(url)
                 client = QdrantClient(
                     url=url,
                     api_key=api_key,
@@ -171,11 +217,10 @@ class ServerStore:
                     grpc_port=grpc_port,
                     timeout=max(1, math.ceil(timeout)),
                     check_compatibility=False,
+                    **({"transport": transport} if transport is not None else {}),
                 )
         except Exception as exc:
-            raise StoreError(
-                scrub(f"cannot set up a client for {where}: {_first_line(exc)}", secret)
-            ) from None
+            raise StoreError(one_line(scrub(f"cannot set up a client for {where}: {exc}", secret))) from None
         store = cls(
             client,
             collection,
@@ -184,6 +229,9 @@ class ServerStore:
             secret=secret,
             create=create,
             grpc_port=grpc_port,
+            timeout=timeout,
+            api_key_env=api_key_env,
+            prefer_grpc=prefer_grpc,
             **rest,
         )
         try:
@@ -280,6 +328,9 @@ class ServerStore:
             metadata=self._metadata,
             owns_client=False,
             grpc_port=self._grpc_port,
+            timeout=self.timeout,
+            api_key_env=self._api_key_env,
+            prefer_grpc=self._grpc,
         )
         store._lock = self._lock
         return store
@@ -313,7 +364,12 @@ class ServerStore:
         ops.append(
             qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=collection, alias_name=alias))
         )
-        self._call("switching alias", self._client.update_collection_aliases, change_aliases_operations=ops)
+        self._call(
+            "switching alias",
+            self._client.update_collection_aliases,
+            change_aliases_operations=ops,
+            done=lambda: self._raw_aliases().get(alias) == collection,
+        )
         logger.info("alias %s -> %s (was %s)", alias, collection, old)
 
     def delete_alias(self, alias: str) -> bool:
@@ -321,7 +377,12 @@ class ServerStore:
         if alias not in self.aliases():
             return False
         op = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
-        self._call("deleting alias", self._client.update_collection_aliases, change_aliases_operations=[op])
+        self._call(
+            "deleting alias",
+            self._client.update_collection_aliases,
+            change_aliases_operations=[op],
+            done=lambda: alias not in self._raw_aliases(),
+        )
         return True
 
     # ----------------------------------------------------------------- data
@@ -346,7 +407,7 @@ class ServerStore:
                     for d, p in zip(ids[start:end], payloads[start:end], strict=True)
                 ],
             )
-            self._call("upsert", self._client.upsert, name, points=batch, wait=True, retry=True)
+            self._call("upsert", self._client.upsert, name, points=batch, wait=True)
 
     def search(
         self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
@@ -374,18 +435,14 @@ class ServerStore:
                 )
                 for row in queries[start : start + self.query_batch].tolist()
             ]
-            responses = self._call(
-                "search", self._client.query_batch_points, name, requests=requests, retry=True
-            )
+            responses = self._call("search", self._client.query_batch_points, name, requests=requests)
             out.extend(sorted_hits(r.points, negate) for r in responses)
         return out
 
     def count(self, lang: Langs = None) -> int:
         """Number of points, optionally of one language (exact)."""
         name, _ = self._attach()
-        result = self._call(
-            "count", self._client.count, name, count_filter=_lang_filter(lang), exact=True, retry=True
-        )
+        result = self._call("count", self._client.count, name, count_filter=_lang_filter(lang), exact=True)
         return int(result.count)
 
     def iter_records(
@@ -427,7 +484,6 @@ class ServerStore:
                 ids=pids[start : start + 1000],
                 with_payload=[CONTENT_KEY],
                 with_vectors=False,
-                retry=True,
             )
             found.update((by_point[str(r.id)], (r.payload or {}).get(CONTENT_KEY)) for r in records)
         return found
@@ -464,7 +520,9 @@ class ServerStore:
 
     def _handshake(self) -> None:
         """Reachable, recent enough, and the key accepted (one-line StoreError otherwise)."""
-        version = self._call("connecting", self._client.info).version
+        # a refused connection or an unknown host at first contact is a wrong URL: not retried
+        answer = self._call("connecting", self._client.info, transient=_is_transient_status_or_timeout)
+        version = one_line(scrub(str(answer.version), self._secret), 60)  # the server's text: untrusted
         parsed = _parse_version(version)
         if parsed is None:
             logger.warning(
@@ -503,7 +561,7 @@ class ServerStore:
             raise StoreError(
                 f"collection '{self.collection}' does not exist at {self._where}; ingest it first"
             )
-        info = self._call("reading collection", self._client.get_collection, name, retry=True)
+        info = self._call("reading collection", self._client.get_collection, name)
         self._remember(name, self._spec_from_info(name, info, ""))
         return name, self._spec
 
@@ -536,7 +594,7 @@ class ServerStore:
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode: "has no effect" notes
-            self._call(
+            created = self._call(
                 "creating collection",
                 self._client.create_collection,
                 name,
@@ -547,7 +605,11 @@ class ServerStore:
                 hnsw_config=hnsw,
                 quantization_config=quantization,
                 metadata=metadata,
+                done=lambda: name in self._raw_collections(),
             )
+        if created is _DONE:  # an earlier attempt created it: check it is the one asked for
+            info = self._call("reading collection", self._client.get_collection, name)
+            check_spec(self.collection, self._spec_from_info(name, info, spec.vector_name), spec)
         if self.engine == "server":  # local mode ignores payload indexes
             self._create_lang_index(name)
         self._remember(name, spec)
@@ -613,7 +675,6 @@ class ServerStore:
             limit=1,
             with_payload=[ENCODER_KEY],
             with_vectors=False,
-            retry=True,
         )
         return str((records[0].payload or {}).get(ENCODER_KEY, "")) if records else ""
 
@@ -626,7 +687,12 @@ class ServerStore:
     def _drop(self, name: str) -> bool:
         if name not in self.collections():
             return False
-        self._call("deleting collection", self._client.delete_collection, name)
+        self._call(
+            "deleting collection",
+            self._client.delete_collection,
+            name,
+            done=lambda: name not in self._raw_collections(),
+        )
         if self._spec_of == name:
             self._spec = self._spec_of = None
         logger.warning("dropped collection %s at %s", name, self._where)
@@ -648,28 +714,65 @@ class ServerStore:
                 offset=offset,
                 with_payload=with_payload,
                 with_vectors=with_vectors,
-                retry=True,
             )
             yield from records
             if offset is None or not records:
                 return
 
-    def _call(self, what: str, fn, *args: Any, retry: bool = False, **kwargs: Any) -> Any:
-        """Run a client call; translate any failure into a one-line StoreError without the key."""
+    def _attempt_limit(self) -> float:
+        """Seconds one attempt may take: ``timeout`` over REST; gRPC's deadline is whole seconds."""
+        return float(max(1, math.ceil(self.timeout))) if self._grpc else self.timeout
+
+    def _raw_collections(self) -> set[str]:
+        """Collection names, in one unretried request (for checks inside a retried call)."""
+        return {c.name for c in self._client.get_collections().collections}
+
+    def _raw_aliases(self) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in self._client.get_aliases().aliases}
+
+    def _call(
+        self,
+        what: str,
+        fn,
+        *args: Any,
+        done: Any = None,
+        transient: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run a client call within the time limits, retrying transient failures; translate any failure
+        into a one-line StoreError without the key.
+
+        Args:
+            done: for a write that is not idempotent, a check made before each retry: True means the
+                failed attempt took effect after all, and the call returns ``_DONE`` instead of repeating.
+            transient: which failures to retry (default ``_is_transient``).
+        """
         self._check_open()
+        remote = self.engine == "server"
+        limit = self._attempt_limit()
+        ends = time.monotonic() + (self.retries + 1) * limit
+        tries = 0
 
         def attempt() -> Any:
-            with self._lock:
+            nonlocal tries
+            tries += 1
+            with self._lock, deadline(min(self.timeout, ends - time.monotonic())) if remote else _nothing():
+                if done is not None and tries > 1 and done():
+                    logger.info("%s: the earlier attempt took effect", what)
+                    return _DONE
                 return fn(*args, **kwargs)
 
         try:
-            if retry and self.engine == "server" and self.retries:
+            if remote and self.retries:
                 return call_with_retries(
                     attempt,
-                    _is_transient,
+                    transient or _is_transient,
                     attempts=self.retries + 1,
                     backoff=self.backoff,
                     what=f"{what} on {self._where}",
+                    budget=(self.retries + 1) * limit,
+                    describe=_kind,
+                    reserve=limit if self._grpc else 0.0,  # gRPC's deadline is not cut to the time left
                 )
             return attempt()
         except StoreError:
@@ -684,16 +787,22 @@ class ServerStore:
             if self._secret:
                 message = f"Qdrant at {where} rejected the API key ({status})"
             else:
-                message = f"Qdrant at {where} requires an API key ({status}); set {API_KEY_ENV}"
+                message = (
+                    f"Qdrant at {where} requires an API key ({status}); set {self._api_key_env} "
+                    "or use --api-key-file"
+                )
         elif _is_unreachable(exc):
             port = f" (gRPC port {self._grpc_port})" if _grpc_code(exc) else ""
             message = f"cannot reach Qdrant at {where}{port}: {_reason(exc)}"
         elif _is_timeout(exc):
-            message = f"Qdrant at {where} did not answer in time ({what})"
+            limit = f"{self._attempt_limit():g} s per attempt"
+            if self.engine == "server" and self.retries:
+                limit += f", {(self.retries + 1) * self._attempt_limit():g} s with retries"
+            message = f"Qdrant at {where} did not answer in time ({what}; {limit}; see --timeout)"
         else:
             message = f"{what} on Qdrant at {where} failed: {_reason(exc)}"
         logger.debug("%s failed: %s", what, type(exc).__name__)
-        return StoreError(scrub(message, self._secret))
+        return StoreError(one_line(scrub(message, self._secret)))
 
 
 # --------------------------------------------------------------------- helpers
@@ -722,8 +831,8 @@ def _grpc_code(exc: BaseException) -> str | None:
 def _status(exc: BaseException) -> int | None:
     if isinstance(exc, UnexpectedResponse):
         return exc.status_code
-    if type(exc).__name__ == "ResourceExhaustedResponse":
-        return 429
+    if type(exc).__name__ == "ResourceExhaustedResponse" or "Retry-After header" in str(exc):
+        return 429  # qdrant-client refuses a 429 whose Retry-After is a date
     code = _grpc_code(exc)
     return _GRPC_STATUS.get(code) if code else None
 
@@ -749,9 +858,34 @@ def _is_timeout(exc: BaseException) -> bool:
 
 def _is_transient(exc: BaseException) -> bool:
     """Worth retrying: connection failures and resets, timeouts, 429 / 502 / 503 / 504."""
-    if _status(exc) in _TRANSIENT_STATUS or _is_unreachable(exc) or _is_timeout(exc):
+    if _is_transient_status_or_timeout(exc) or _is_unreachable(exc):
         return True
-    return isinstance(_source(exc), (httpx.TransportError, ConnectionError))
+    src = _source(exc)
+    return isinstance(src, (httpx.TransportError, ConnectionError)) and not isinstance(src, _NEVER_TRANSIENT)
+
+
+def _is_transient_status_or_timeout(exc: BaseException) -> bool:
+    """429 / 502 / 503 / 504, a timeout, or a connection dropped after it was made (not a refusal)."""
+    if _status(exc) in _TRANSIENT_STATUS or _is_timeout(exc):
+        return True
+    src = _source(exc)
+    return (
+        isinstance(src, (httpx.TransportError, ConnectionError))
+        and not _is_unreachable(exc)
+        and not isinstance(src, _NEVER_TRANSIENT)
+    )
+
+
+#: Transport errors that a retry cannot fix (a malformed request or URL on this side).
+_NEVER_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+def _kind(exc: BaseException) -> str:
+    """A short name for a failure, safe to log: the HTTP status, gRPC code or exception type."""
+    status = _status(exc)
+    if status is not None:
+        return f"HTTP {status}"
+    return _grpc_code(exc) or type(_source(exc)).__name__
 
 
 def _reason(exc: BaseException) -> str:
@@ -767,7 +901,13 @@ def _reason(exc: BaseException) -> str:
         with contextlib.suppress(Exception):
             details = exc.details() or ""
         return f"{code} {details}".strip()
-    return _first_line(_source(exc))
+    src = _source(exc)
+    return str(src).strip() or type(src).__name__
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _first_line(exc: BaseException, width: int = 200) -> str:
