@@ -294,9 +294,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _reply(self, status: int, payload: Any, trickle: str | None = None) -> None:
         data = json.dumps(payload).encode()
+        close = "Connection: close\r\n" if trickle is not None else ""  # a trickled answer ends it
         head = (
             f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n"
+            f"Content-Length: {len(data)}\r\n{close}\r\n"
         ).encode()
         if trickle is None:
             self.wfile.write(head + data)

@@ -791,14 +791,14 @@ class ServerStore:
                     f"Qdrant at {where} requires an API key ({status}); set {self._api_key_env} "
                     "or use --api-key-file"
                 )
-        elif _is_unreachable(exc):
-            port = f" (gRPC port {self._grpc_port})" if _grpc_code(exc) else ""
-            message = f"cannot reach Qdrant at {where}{port}: {_reason(exc)}"
-        elif _is_timeout(exc):
+        elif _is_timeout(exc):  # before "unreachable": a TLS handshake cut at the deadline is a ConnectError
             limit = f"{self._attempt_limit():g} s per attempt"
             if self.engine == "server" and self.retries:
                 limit += f", {(self.retries + 1) * self._attempt_limit():g} s with retries"
             message = f"Qdrant at {where} did not answer in time ({what}; {limit}; see --timeout)"
+        elif _is_unreachable(exc):
+            port = f" (gRPC port {self._grpc_port})" if _grpc_code(exc) else ""
+            message = f"cannot reach Qdrant at {where}{port}: {_reason(exc)}"
         else:
             message = f"{what} on Qdrant at {where} failed: {_reason(exc)}"
         logger.debug("%s failed: %s", what, type(exc).__name__)
@@ -850,10 +850,19 @@ def _is_unreachable(exc: BaseException) -> bool:
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    return (
-        isinstance(_source(exc), (httpx.TimeoutException, TimeoutError))
-        or _grpc_code(exc) == "DEADLINE_EXCEEDED"
-    )
+    """A timeout anywhere in the chain (httpx reports a TLS handshake that timed out as a ConnectError)."""
+    if _grpc_code(exc) == "DEADLINE_EXCEEDED":
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = _source(exc)
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (httpx.TimeoutException, TimeoutError)):
+            return True
+        if isinstance(current, httpx.ConnectError) and "timed out" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _is_transient(exc: BaseException) -> bool:
