@@ -3,8 +3,8 @@ with injectable faults (503 before or after applying a request, a dropped connec
 withheld answer). Not a test module (no ``test_`` prefix).
 
 Only what ``hybrid_qdrant.store.server`` sends is understood: collections with one dense vector (named
-or not), cosine / dot / euclid, a ``must`` filter of ``match`` conditions, UUID point ids, aliases and
-collection metadata. Every request is recorded as ``(method, path)`` in ``requests``.
+or not), cosine / dot / euclid, a ``must`` filter of ``match`` conditions (value or any), UUID point
+ids, aliases and collection metadata. Every request is recorded as ``(method, path)`` in ``requests``.
 """
 
 from __future__ import annotations
@@ -187,11 +187,13 @@ class FakeQdrant:
 
     def _filtered(self, points: dict, flt: dict | None) -> list[str]:
         conditions = (flt or {}).get("must") or []
-        return [
-            pid
-            for pid, (_, payload) in points.items()
-            if all(payload.get(cond["key"]) == cond["match"]["value"] for cond in conditions)
-        ]
+
+        def matches(payload: dict, cond: dict) -> bool:
+            match = cond["match"]
+            value = payload.get(cond["key"])
+            return value in match["any"] if "any" in match else value == match["value"]
+
+        return [pid for pid, (_, payload) in points.items() if all(matches(payload, c) for c in conditions)]
 
     def _query(self, points: dict, c: dict, search: dict) -> dict:
         query = search["query"]
