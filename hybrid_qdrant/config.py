@@ -107,6 +107,10 @@ class EvaluateConfig:
 
         if self.heatmap_scale not in HEATMAP_SCALES:
             raise ConfigError(f"heatmap_scale {self.heatmap_scale!r}: choose {' or '.join(HEATMAP_SCALES)}")
+        for key in ("batch_size", "depth", "max_seq_length"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
 
     def eval_options(self):
         """The ``EvalOptions`` of this config (full ranking by default on the LAReQA sets)."""

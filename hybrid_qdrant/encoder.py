@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hybrid_qdrant.errors import ModelError
+from hybrid_qdrant.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ class EncoderSettings:
     device: str | None = None
     max_seq_length: int | None = None
     adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "max_seq_length"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
 
 
 def _model_identity(model: str) -> str:

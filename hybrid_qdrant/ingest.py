@@ -32,7 +32,7 @@ from hybrid_qdrant.store.base import (
     CollectionSpec,
     VectorStore,
 )
-from hybrid_qdrant.types import Passage
+from hybrid_qdrant.types import Passage, is_valid_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +114,16 @@ class _Validator:
         self.digests: dict[str, bytes] = {}
 
     def check(self, passage: Passage) -> bool:
+        """True for a passage to write; False for a skipped one or an exact duplicate (counted)."""
+        self.stats.seen += 1
         reason = None
-        digest = hashlib.blake2b(passage.text.encode("utf-8"), digest_size=8).digest()
+        digest = hashlib.blake2b(passage.text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         if not passage.doc_id:
             reason = "empty doc id"
         elif not passage.text or not passage.text.strip():
             reason = "empty text"
+        elif not is_valid_unicode(passage.text) or not is_valid_unicode(passage.doc_id):
+            reason = "invalid Unicode (an unpaired surrogate)"
         elif not passage.lang:
             reason = "missing language"
         elif self.languages is not None and passage.lang not in self.languages:
@@ -132,6 +136,7 @@ class _Validator:
         if reason is None:
             if self.check_duplicates:
                 self.digests[passage.doc_id] = digest
+            self.stats.per_language[passage.lang] = self.stats.per_language.get(passage.lang, 0) + 1
             return True
         if self.on_error == "stop":
             raise DataError(f"passage {passage.doc_id!r}: {reason}")
@@ -192,10 +197,22 @@ def ingest(
     start = time.perf_counter()
     stats = IngestStats()
     validator = _Validator(languages, on_error, stats, check_duplicates)
-    store.ensure_collection(CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint))
+    spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+    checked = isinstance(passages, Sequence)
+    if checked:  # in memory: every record is checked before anything is created, encoded or written
+        passages = [p for p in passages if validator.check(p)]
+    # an existing collection is checked against the encoder now; a new one is created with its first
+    # points, so a run that fails before writing anything leaves no empty collection behind
+    exists = store.exists() if hasattr(store, "exists") else True
+    if exists:
+        store.ensure_collection(spec)
 
     def write(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+        nonlocal exists
         t0 = time.perf_counter()
+        if not exists:
+            store.ensure_collection(spec)
+            exists = True
         for i in range(0, len(ids), upsert_batch):
             store.upsert(
                 ids[i : i + upsert_batch], vectors[i : i + upsert_batch], payloads[i : i + upsert_batch]
@@ -222,11 +239,8 @@ def ingest(
         thread.start()
     try:
         for block in _blocks(passages, block_size):
-            stats.seen += len(block)
-            good = [p for p in block if validator.check(p)]
-            for p in good:
-                stats.per_language[p.lang] = stats.per_language.get(p.lang, 0) + 1
-            if resume and good:
+            good = block if checked else [p for p in block if validator.check(p)]
+            if resume and good and exists:
                 stored = store.existing([p.doc_id for p in good])
                 current = {
                     p.doc_id for p in good if p.doc_id in stored and stored[p.doc_id] == content_hash(p)

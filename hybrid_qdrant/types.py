@@ -10,6 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 Qrels = dict[str, dict[str, int]]
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for a string that cannot be encoded as UTF-8 (an unpaired surrogate, e.g. from a JSON
+    ``\\ud800`` escape): such text fails in tokenizers and on the wire, so loaders refuse it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 Run = dict[str, dict[str, float]]
 
 

@@ -135,6 +135,16 @@ def test_integer_ids_are_read_as_strings(tmp_path):
             "corpus.jsonl line 3: duplicate passage id 'd1' with different content (line 1)",
         ),
         ([DOC], [QUERY, {**QUERY, "lang": "fr"}], "queries.jsonl line 2: duplicate query id 'q1'"),
+        (
+            [DOC, '{"_id": "d2", "text": "bad \\ud800 escape", "lang": "en"}'],
+            [QUERY],
+            "corpus.jsonl line 2: 'text' is not valid Unicode (an unpaired surrogate",
+        ),
+        (
+            [DOC],
+            ['{"_id": "q1", "text": "\\udfff?", "lang": "en"}'],
+            "queries.jsonl line 1: 'text' is not valid",
+        ),
     ],
 )
 def test_bad_records_name_the_file_and_line(tmp_path, corpus, queries, message):
@@ -178,6 +188,9 @@ def test_missing_files_are_named(tmp_path):
         load_beir(folder, split="dev")
     (folder / "corpus.jsonl").unlink()
     with pytest.raises(DataError, match=re.escape(f"file not found: {folder / 'corpus.jsonl'}")):
+        load_beir(folder)
+    (folder / "corpus.jsonl").mkdir()  # a folder where a file belongs: a data error, exit 2
+    with pytest.raises(DataError, match=re.escape(f"{folder / 'corpus.jsonl'} is a folder, not a file")):
         load_beir(folder)
 
 

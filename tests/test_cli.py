@@ -145,15 +145,20 @@ def test_a_collection_of_another_model_is_refused_not_overwritten(tmp_path, tiny
         (["--data-dir", "/nonexistent/xquad"], 2, "/nonexistent/xquad"),
         (["--model", "/nonexistent/model"], 3, "model path does not exist"),
         (["--settings", "mono,bilingual"], 2, "unknown setting"),
+        (["--batch-size", "0"], 2, "batch_size must be a positive integer"),
+        (["--depth", "-3"], 2, "depth must be a positive integer"),
+        (["--output", "/proc/nope/r.json"], 2, "cannot write into /proc"),
+        (["--output", "report.txt"], 2, "ending in .json"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, tiny_model, args, code, message):
     out = tmp_path / "r.json"
-    result = hq("evaluate", *common(tmp_path, tiny_model), *args, "--output", str(out))
+    result = hq("evaluate", *common(tmp_path, tiny_model), "--output", str(out), *args)
     assert result.exit_code == code, result.output
     assert result.output.startswith("error:") and result.output.count("\n") == 1
     assert message in result.output
     assert not out.exists()
+    assert not (tmp_path / "qdrant").exists() or not any((tmp_path / "qdrant").iterdir())  # nothing made
 
 
 def test_malformed_benchmark_file(tmp_path, tiny_model):

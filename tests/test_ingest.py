@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,16 +68,30 @@ def test_overlap_and_sequential_write_the_same(tmp_path):
         (Passage("en/bad", "cat", ""), "missing language"),
         (Passage("en/bad", "cat", "xx"), "unknown language 'xx'"),
         (Passage("en/0", "a different text", "en"), "duplicate doc id with a different text"),
+        (Passage("en/bad", "broken \ud800 text", "en"), "invalid Unicode (an unpaired surrogate)"),
     ],
 )
 def test_bad_record_stops_or_is_skipped(tmp_path, bad, reason):
     records = corpus(10) + [bad] + corpus(10, langs=("fr",))
+    encoder = KeywordEncoder()
     with open_store(location=str(tmp_path / "stop"), collection="c") as store:
-        with pytest.raises(DataError, match=reason):
-            ingest(records, KeywordEncoder(), store, block_size=4, languages=("en", "de", "fr"))
+        with pytest.raises(DataError, match=re.escape(reason)):
+            ingest(records, encoder, store, block_size=4, languages=("en", "de", "fr"))
+        assert not store.exists() and encoder.encoded == 0  # in memory: checked before anything is made
+    with open_store(location=str(tmp_path / "stream"), collection="c") as store:
+        with pytest.raises(
+            DataError, match=re.escape(reason)
+        ):  # streamed: written up to the bad block, resumable
+            ingest(iter(records), KeywordEncoder(), store, block_size=4, languages=("en", "de", "fr"))
         written = store.count()
         assert store.count("fr") == 0  # nothing after the bad record
-    assert written <= 20
+    assert 0 < written <= 20
+    with open_store(location=str(tmp_path / "first"), collection="c") as store:
+        with pytest.raises(
+            DataError, match=re.escape(reason)
+        ):  # a bad first block: no empty collection left behind
+            ingest(iter([bad, *records]), KeywordEncoder(), store, block_size=4, languages=("en", "de", "fr"))
+        assert not store.exists()
     with open_store(location=str(tmp_path / "skip"), collection="c") as store:
         stats = ingest(records, KeywordEncoder(), store, on_error="skip", languages=("en", "de", "fr"))
         assert stats.skipped == {reason: 1}

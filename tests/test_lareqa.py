@@ -255,6 +255,7 @@ def question(**fields):
         ({**A_PARAGRAPH, "qas": [{"id": "x", "answers": []}]}, "missing field 'question'"),
         (question(answers=[]), "question x has no answers"),
         (question(answers=[{"answer_start": "0", "text": "A"}]), "invalid field 'answer_start'"),
+        ({**A_PARAGRAPH, "context": "A\ud800"}, "field 'context' is not valid Unicode"),
     ],
 )
 def test_missing_or_invalid_fields_name_the_file_and_the_record(tmp_path, paragraph, message):

@@ -26,7 +26,7 @@ from typing import Any
 
 from hybrid_qdrant.benchmarks.streaming import iter_passages
 from hybrid_qdrant.errors import DataError
-from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query
+from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query, is_valid_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +39,24 @@ DEFAULT_SPLIT = "test"
 LANG_CODE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 
 
+def _open_text(path: Path):
+    """``path`` opened as UTF-8 text; DataError naming it when it is missing, a folder or unreadable."""
+    try:
+        return path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a file") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _read_jsonl(path: Path, errors: _Errors | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; DataError with the line on bad JSON.
 
     With ``errors`` (skip mode), a malformed line is recorded there and skipped instead.
     """
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
+    fh = _open_text(path)
     with fh:
         lineno = 0
         try:
@@ -95,6 +104,10 @@ def _text_field(record: dict[str, Any], key: str, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise DataError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+    if not is_valid_unicode(value):
+        raise DataError(
+            f"{where}: {key!r} is not valid Unicode (an unpaired surrogate, e.g. a \\ud800 escape)"
+        )
     return value
 
 
@@ -147,10 +160,7 @@ def _read_records(
 
 def _read_qrels(path: Path) -> Iterator[tuple[int, str, str, int]]:
     """(line number, query id, doc id, score) of a qrels TSV, header checked."""
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
+    fh = _open_text(path)
     with fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")

@@ -47,7 +47,7 @@ from typing import Any
 
 from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.errors import ConfigError, DataError
-from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query
+from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query, is_valid_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +228,8 @@ def _get(record: Any, key: str, kind: type | tuple[type, ...], path: Path, where
     if not isinstance(value, kind) or isinstance(value, bool):
         problem = "missing" if not isinstance(record, dict) or key not in record else "invalid"
         raise DataError(f"{path}: {where}: {problem} field {key!r} in record {_preview(record)}")
+    if isinstance(value, str) and not is_valid_unicode(value):
+        raise DataError(f"{path}: {where}: field {key!r} is not valid Unicode (an unpaired surrogate)")
     return value
 
 
