@@ -86,16 +86,23 @@ def test_upsert_checks_free_space_and_keeps_the_data(location, monkeypatch):
         assert store.count() == 100
 
 
-def test_the_upsert_estimate_covers_what_the_engine_allocated(location):
-    """The measured 2.0-2.5 bytes allocated per byte of points stays under the factor of 3."""
+def allocated(root: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+
+
+def test_the_upsert_estimate_covers_what_the_engine_allocates(location):
+    """The measured 2.0-2.5 bytes allocated per byte of points stays under the estimate's factor 3."""
     doc_ids, vectors, payloads = CORPUS
+    if disk_space.file_holes(Path(location).parent) != disk_space.HOLES_KEPT:
+        pytest.skip("measured where files keep their holes (ext4, xfs)")
     with open_store(location, collection="c") as store:
         store.ensure_collection(spec())
-        estimate = edge._points_bytes(vectors[:2000], payloads[:2000])
-        assert estimate >= vectors[:2000].nbytes
-        store.upsert(doc_ids, vectors, payloads)
-    allocated = edge._allocated_bytes(Path(location) / "c" / "shard" / "wal")
-    assert allocated < edge.UPSERT_FACTOR * estimate + edge.GROWTH_BYTES
+    before = allocated(Path(location))
+    with open_store(location, collection="c") as store:
+        store.upsert(doc_ids, vectors, payloads)  # 2000 points
+    estimate = edge._points_bytes(vectors, payloads)
+    assert estimate >= vectors.nbytes
+    assert allocated(Path(location)) - before <= edge.UPSERT_FACTOR * estimate + edge.SPARSE_GROWTH_BYTES
 
 
 def test_opening_checks_free_space(location, monkeypatch):
@@ -328,6 +335,15 @@ def test_listing_works_while_another_process_holds_a_collection(location):
         listing = hq("collections", "list", "--location", location)
     assert listing.exit_code == 0, listing.output
     assert listing.output == "a\t30 points\tdim 32\t(open in another process)\nb\t12 points\tdim 32\n"
+
+
+def test_listing_a_server_store_asks_each_collection(location):
+    """The generic path (qdrant-client's local mode stands in for a server)."""
+    with fill(open_store(location, engine="client-local", collection="c"), n=7) as store:
+        store.set_alias("live", "c")
+        assert [(i.name, i.points, i.dim, i.aliases) for i in collections_info(store)] == [
+            ("c", 7, 32, ("live",))
+        ]
 
 
 def test_counts_are_recorded_on_close_and_unknown_while_written(location):
