@@ -565,7 +565,9 @@ def collections_list(
     allow_insecure_key: bool | None = InsecureKeyOpt,
     timeout: float | None = TimeoutOpt,
 ) -> None:
-    """Collections with their point counts, dimension and aliases."""
+    """Collections with their point counts, dimension and aliases (embedded: read-only, opens none)."""
+    from hybrid_qdrant.store import collections_info
+
     with _open_location(
         location,
         url,
@@ -574,15 +576,12 @@ def collections_list(
         allow_insecure_key=allow_insecure_key,
         timeout=timeout,
     ) as store:
-        aliases = store.aliases()
-        for name in sorted(store.collections()):
-            with store.for_collection(name) as one:
-                spec = one.spec()
-                names = ", ".join(sorted(a for a, target in aliases.items() if target == name))
-                typer.echo(
-                    f"{name}\t{one.count()} points\tdim {spec.dim if spec else '?'}"
-                    + (f"\taliases: {names}" if names else "")
-                )
+        for info in collections_info(store):
+            typer.echo(
+                f"{info.name}\t{'?' if info.points is None else info.points} points\tdim {info.dim or '?'}"
+                + (f"\taliases: {', '.join(info.aliases)}" if info.aliases else "")
+                + (f"\t({info.note})" if info.note else "")
+            )
 
 
 @collections_app.command("delete")

@@ -35,3 +35,21 @@ class StoreError(HQError):
     """A Qdrant failure: unreachable server, bad credentials, incompatible collection."""
 
     exit_code = 4
+
+
+class DiskError(HQError, OSError):
+    """A file that cannot be written: disk full, read-only filesystem, no permission (path in the message).
+
+    Also an ``OSError`` (with ``errno`` and ``filename`` set), so code that handles write failures as
+    ``OSError`` keeps working; ``str()`` is the one-line message.
+    """
+
+    exit_code = 5
+
+    def __init__(self, message: str, path: object = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.path = self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__

@@ -89,16 +89,16 @@ def test_corrupt_metadata_is_reported(location):
     fill(open_store(location, collection="c"), n=5).close()
     (Path(location) / "c" / "collection.json").write_text("{not json", encoding="utf-8")
     with open_store(location, collection="c") as store:
-        with pytest.raises(StoreError, match=r"collection 'c' at .* is corrupt .*use --recreate"):
+        with pytest.raises(StoreError, match=r"collection 'c' at .* is corrupt .*move the folder aside \(mv"):
             store.count()
-        assert store.ensure_collection(spec(), recreate=True) is True
+        assert store.ensure_collection(spec(), recreate=True) is True  # the destructive fix stays possible
 
 
 def test_corrupt_shard_is_reported(location):
     fill(open_store(location, collection="c"), n=5).close()
     (Path(location) / "c" / "shard" / "edge_config.json").write_text("garbage", encoding="utf-8")
     store = open_store(location, collection="c")
-    with store, pytest.raises(StoreError, match="is corrupt or unreadable"):
+    with store, pytest.raises(StoreError, match="files look corrupt .*move the folder aside"):
         store.ensure_collection(spec())
 
 

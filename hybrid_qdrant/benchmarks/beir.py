@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hybrid_qdrant.atomic_write import atomic_directory
 from hybrid_qdrant.benchmarks.streaming import iter_passages
 from hybrid_qdrant.errors import DataError
 from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query, is_valid_unicode
@@ -327,9 +325,7 @@ def write_beir(
         raise DataError(f"{dest} exists (pass overwrite=True to replace it)")
     if dest.exists() and not dest.is_dir():
         raise DataError(f"{dest} exists and is not a folder")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(dest) as tmp:  # umask-honouring mode; a failed write names dest
         with (tmp / CORPUS_FILE).open("w", encoding="utf-8") as fh:
             for p in iter_passages(benchmark):
                 fh.write(
@@ -361,16 +357,6 @@ def write_beir(
             for qid, judged in benchmark.qrels.items():
                 for doc_id, score in judged.items():
                     fh.write(f"{_check_id(qid, 'query')}\t{_check_id(doc_id, 'doc')}\t{int(score)}\n")
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-            dest.rename(old)
-            tmp.rename(dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("wrote %s (%d queries)", dest, len(benchmark.queries))
     return dest
 

@@ -24,6 +24,7 @@ from hybrid_qdrant.store.base import (
     GROUP_KEY,
     LANG_KEY,
     TEXT_KEY,
+    CollectionInfo,
     CollectionSpec,
     Hit,
     ManagedStore,
@@ -44,12 +45,14 @@ __all__ = [
     "GROUP_KEY",
     "LANG_KEY",
     "TEXT_KEY",
+    "CollectionInfo",
     "CollectionOptions",
     "CollectionSpec",
     "Hit",
     "ManagedStore",
     "StoreRecord",
     "VectorStore",
+    "collections_info",
     "open_store",
     "point_id",
     "resolve_api_key",
@@ -133,3 +136,23 @@ def open_store(
     from hybrid_qdrant.store.edge import EdgeStore
 
     return EdgeStore(location or DEFAULT_LOCATION, collection, **opts)
+
+
+def collections_info(store: ManagedStore) -> list[CollectionInfo]:
+    """Every collection at the store's location or server with its count, dim and aliases, by name.
+
+    The embedded store reads its metadata only (``EdgeStore.collections_info``: no shard is opened, so
+    nothing is written and collections open in other processes are listed too); other stores are asked
+    for each collection's count.
+    """
+    own = getattr(store, "collections_info", None)
+    if own is not None:
+        return sorted(own(), key=lambda info: info.name)
+    aliases = store.aliases()
+    out = []
+    for name in sorted(store.collections()):
+        with store.for_collection(name) as one:
+            spec = one.spec()
+            names = tuple(sorted(a for a, target in aliases.items() if target == name))
+            out.append(CollectionInfo(name, one.count(), spec.dim if spec else None, names))
+    return out

@@ -72,6 +72,26 @@ class Hit:
     score: float
 
 
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection as ``hq collections list`` shows it.
+
+    Attributes:
+        name: the collection.
+        points: its point count; None when unknown (the embedded store lists from its metadata, which
+            has no count while a process writes to the collection).
+        dim: its vector size; None when its metadata cannot be read.
+        aliases: aliases pointing to it, sorted.
+        note: what else to know (``open in another process``, damaged metadata), or ``""``.
+    """
+
+    name: str
+    points: int | None
+    dim: int | None
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+
+
 @dataclass
 class StoreRecord:
     """A point as the store keeps it: doc id, vector and payload."""

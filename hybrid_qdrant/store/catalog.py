@@ -3,11 +3,15 @@
 Layout of a location::
 
     {location}/catalog.json              {"format": 1, "aliases": {alias: collection}}
-    {location}/{collection}/collection.json   dim, distance, vector name, encoder fingerprint, created
+    {location}/{collection}/collection.json   dim, distance, vector name, encoder fingerprint, created,
+                                         points (recorded when the last writer closed; null while written)
     {location}/{collection}/shard/       the qdrant-edge shard
+    {location}/.creating-{collection}-{random}/   a collection being built (renamed into place when whole)
+    {location}/.{collection}.lock        held while the collection is created, opened or dropped
 
 Every JSON file is written atomically (temp file + ``os.replace``); alias updates hold an advisory
-file lock (``catalog.lock``) so two processes cannot lose each other's changes.
+file lock (``catalog.lock``) so two processes cannot lose each other's changes. Listing reads only this
+metadata: it never opens a shard (opening one writes to it).
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ FORMAT = 1
 CATALOG_FILE = "catalog.json"
 COLLECTION_FILE = "collection.json"
 SHARD_DIR = "shard"
+CREATING_PREFIX = ".creating-"
+POINTS_KEY = "points"
+
+
+def move_aside(directory: Path) -> str:
+    """The non-destructive fix for a damaged collection folder."""
+    return f"move the folder aside (mv {directory} {directory}.broken) and ingest again"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -50,12 +61,16 @@ class Catalog:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def ensure_root(self) -> None:
-        """Create the location directory (refusing one that holds a qdrant-client local store)."""
+    def check_root(self) -> None:
+        """Refuse a directory that holds a qdrant-client local store (nothing is created)."""
         if (self.root / "meta.json").exists() and (self.root / "collection").is_dir():
             raise StoreError(
                 f"{self.root} holds a qdrant-client local store; open it with engine='client-local'"
             )
+
+    def ensure_root(self) -> None:
+        """Create the location directory (refusing one that holds a qdrant-client local store)."""
+        self.check_root()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -68,28 +83,46 @@ class Catalog:
         return self.collection_dir(name) / SHARD_DIR
 
     def collections(self) -> list[str]:
-        """Names of the collection directories (complete or not), sorted."""
+        """Names of the collection directories (complete or not; not those being created), sorted."""
         if not self.root.is_dir():
             return []
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and ((p / COLLECTION_FILE).exists() or (p / SHARD_DIR).exists())
+            if not p.name.startswith(".")
+            and p.is_dir()
+            and ((p / COLLECTION_FILE).exists() or (p / SHARD_DIR).exists())
         )
+
+    def creations(self, name: str) -> list[Path]:
+        """Folders where ``name`` is being (or was, if interrupted) built."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob(f"{CREATING_PREFIX}{validate_name(name)}-*") if p.is_dir())
+
+    def creation_dir(self, name: str, token: str) -> Path:
+        return self.root / f"{CREATING_PREFIX}{validate_name(name)}-{token}"
+
+    def name_lock(self, name: str) -> Path:
+        """The lock file of a collection name (see ``store.locks``)."""
+        return self.root / f".{validate_name(name)}.lock"
 
     def has_collection(self, name: str) -> bool:
         d = self.collection_dir(name)
         return (d / COLLECTION_FILE).exists() or (d / SHARD_DIR).exists()
 
     def read_spec(self, name: str) -> tuple[CollectionSpec, dict[str, Any]]:
-        """The spec of an existing collection and its raw metadata; StoreError when it is corrupt."""
+        """The spec of an existing collection and its raw metadata; StoreError saying what is wrong."""
         d = self.collection_dir(name)
         path = d / COLLECTION_FILE
         if not (d / SHARD_DIR).is_dir():
-            raise StoreError(f"collection '{name}' at {d} is corrupt (no shard directory); use --recreate")
+            raise StoreError(
+                f"collection '{name}' at {d} is damaged (no {SHARD_DIR} folder); {move_aside(d)}"
+            )
         if not path.exists():
             raise StoreError(
-                f"collection '{name}' at {d} is corrupt or incomplete (no {COLLECTION_FILE}); use --recreate"
+                f"collection '{name}' at {d} is incomplete (no {COLLECTION_FILE}: its creation was "
+                f"interrupted); {move_aside(d)}"
             )
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
@@ -99,13 +132,19 @@ class Catalog:
                 vector_name=str(meta.get("vector_name", "")),
                 encoder=str(meta.get("encoder", "")),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except PermissionError:
+            raise StoreError(f"cannot read {path}: permission denied") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
             problem = f"{COLLECTION_FILE}: {type(exc).__name__}"
-            raise StoreError(f"collection '{name}' at {d} is corrupt ({problem}); use --recreate") from None
+            raise StoreError(f"collection '{name}' at {d} is corrupt ({problem}); {move_aside(d)}") from None
         return spec, meta
 
-    def write_spec(self, name: str, spec: CollectionSpec, **extra: Any) -> None:
-        """Record a new collection's spec (written last when creating, so a crash leaves it marked)."""
+    def write_spec(
+        self, name: str, spec: CollectionSpec, directory: Path | None = None, **extra: Any
+    ) -> None:
+        """Record a new collection's spec (in ``directory`` when it is built under another name)."""
         meta = {
             "format": FORMAT,
             "name": name,
@@ -114,9 +153,10 @@ class Catalog:
             "vector_name": spec.vector_name,
             "encoder": spec.encoder,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            POINTS_KEY: 0,
             **extra,
         }
-        write_json_atomic(self.collection_dir(name) / COLLECTION_FILE, meta)
+        write_json_atomic((directory or self.collection_dir(name)) / COLLECTION_FILE, meta)
 
     def aliases(self) -> dict[str, str]:
         """alias -> collection."""
@@ -155,3 +195,27 @@ class Catalog:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def recorded_points(meta: dict[str, Any]) -> int | None:
+    """The point count recorded in a collection's metadata; None when unknown (being written, or old)."""
+    points = meta.get(POINTS_KEY)
+    return points if isinstance(points, int) and not isinstance(points, bool) and points >= 0 else None
+
+
+def record_points(collection_dir: Path, points: int | None) -> None:
+    """Record a collection's point count (None: unknown, while it is being written) in its metadata.
+
+    Only the process holding the shard calls this, so no other writer races it; nothing is written when
+    the value is already there.
+    """
+    path = Path(collection_dir) / COLLECTION_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.debug("cannot record the point count in %s: %s", path, exc)
+        return
+    if not isinstance(meta, dict) or (POINTS_KEY in meta and meta[POINTS_KEY] == points):
+        return
+    meta[POINTS_KEY] = points
+    write_json_atomic(path, meta)

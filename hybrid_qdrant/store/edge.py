@@ -7,17 +7,32 @@ either: ``:memory:`` is a temporary directory removed on ``close``.
 One process may open a shard at a time (the shard's write-ahead log is locked). Inside one process,
 stores on the same collection share one open shard, so ``for_collection`` and a second ``EdgeStore``
 on the same directory work.
+
+Disks: the engine memory-maps files it creates sparse and fills later, so a write that lands on a full
+disk kills the process with SIGBUS. Every write path therefore checks the free space first (see the
+measured sizes below) and fails with one ``StoreError`` naming the path; a new collection is built
+under a temporary name and renamed into place whole; opening a shard writes to it (the engine rewrites
+its config and replays its log), so listing reads the catalog metadata only and never opens a shard.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno as errno_codes
+import faulthandler
 import importlib.metadata
+import json
 import logging
+import os
+import re
+import secrets
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +57,20 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from hybrid_qdrant.errors import StoreError
+from hybrid_qdrant.disk_space import (
+    HOLES_FILLED_ON_READ,
+    HOLES_KEPT,
+    file_holes,
+    free_bytes,
+    human_bytes,
+    read_only_filesystem,
+)
+from hybrid_qdrant.errors import HQError, StoreError
 from hybrid_qdrant.store.base import (
     CONTENT_KEY,
     DOC_ID_KEY,
     LANG_KEY,
+    CollectionInfo,
     CollectionSpec,
     Hit,
     Langs,
@@ -54,8 +78,15 @@ from hybrid_qdrant.store.base import (
     lang_set,
     point_id,
 )
-from hybrid_qdrant.store.catalog import Catalog
+from hybrid_qdrant.store.catalog import (
+    SHARD_DIR,
+    Catalog,
+    move_aside,
+    record_points,
+    recorded_points,
+)
 from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
+from hybrid_qdrant.store.locks import Busy, held_elsewhere, path_lock
 from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, stored_payload
 
@@ -64,6 +95,32 @@ logger = logging.getLogger(__name__)
 MEMORY = ":memory:"
 #: Points written between segment flushes (each flush costs ~0.1 s; the WAL covers the rest).
 FLUSH_EVERY = 100_000
+
+# Disk space, measured with qdrant-edge-py 0.9.0 on ext4 and tmpfs (du --apparent-size vs du):
+#: A new collection's files add up to 143.7 MB whatever the dim (two 32 MiB WAL segments, a 32 MiB
+#: vector chunk, a 32 MiB payload page, a 4 MiB keyword-index page, 1 MiB trackers and flags). Where
+#: files keep their holes (ext4: 120 kB allocated) they are filled later through memory maps; where a
+#: memory map's read fills them (tmpfs: 8.5 MB after creating, and every open of a 500-point collection
+#: grew it from 8.8 MB to 42.2 MB) or files have none, count all of it.
+CREATE_BYTES = 144_000_000
+#: What creating needs where files keep their holes: the 120 kB allocated, with room to spare.
+CREATE_SPARSE_BYTES = 8 * 2**20
+#: An upsert allocated 2.0-2.5 bytes per byte of points (vector + payload + ids, WAL and segment),
+#: measured per 1000-point batch at dim 32, 384 and 1024; the estimate takes 3, ...
+UPSERT_FACTOR = 3
+#: ... plus one 32 MiB growth step of each preallocated file (WAL segment, vector chunk, payload page),
+#: allocated at once unless files keep their holes, ...
+GROWTH_BYTES = 3 * 32 * 2**20
+#: ... and page by page where they do (a page that finds the disk full is SIGBUS: hence the checks).
+SPARSE_GROWTH_BYTES = 8 * 2**20
+#: Opening rewrites the shard's config and flags; after an unclean close it also replays the write-ahead
+#: log into the segments (up to the log's allocated size on top); where a read fills holes, loading
+#: reads in the vectors, flags and payload index (not the payload pages): their holes are filled.
+OPEN_BYTES = 2**20
+#: Per-point overhead in the upsert estimate: point id, version, ids in the payload index.
+POINT_OVERHEAD = 64
+#: How long an opener waits for another process that is creating or dropping the same collection.
+LOCK_WAIT_S = 30.0
 _DISTANCES = {"cosine": Distance.Cosine, "dot": Distance.Dot, "euclid": Distance.Euclid}
 
 
@@ -74,21 +131,32 @@ def _edge_version() -> str:
         return "unknown"
 
 
+@dataclass
+class _Open:
+    shard: EdgeShard
+    users: int = 0
+    written: bool = False  # points were written since it was opened
+
+
 class _ShardPool:
-    """Open shards of this process by directory, reference-counted (the engine allows one open each)."""
+    """Open shards of this process by directory, reference-counted (the engine allows one open each).
+
+    When the last user releases a shard, its point count is recorded in the collection's metadata (what
+    ``collections_info`` lists without opening it).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[Path, list[Any]] = {}  # path -> [shard, refcount]
+        self._open: dict[Path, _Open] = {}
 
     def acquire(self, path: Path, opener) -> EdgeShard:
         key = path.resolve()
         with self._lock:
             entry = self._open.get(key)
             if entry is None:
-                entry = self._open[key] = [opener(), 0]
-            entry[1] += 1
-            return entry[0]
+                entry = self._open[key] = _Open(opener())
+            entry.users += 1
+            return entry.shard
 
     def release(self, path: Path) -> None:
         key = path.resolve()
@@ -96,18 +164,42 @@ class _ShardPool:
             entry = self._open.get(key)
             if entry is None:
                 return
-            entry[1] -= 1
-            if entry[1] <= 0:
-                del self._open[key]
-                try:
-                    entry[0].flush()
-                finally:
-                    entry[0].close()
+            entry.users -= 1
+            if entry.users > 0:
+                return
+            del self._open[key]
+            try:
+                points = int(entry.shard.count(CountRequest(exact=True)))
+            except Exception:  # the engine raises plain Exception; the count stays unknown
+                points = None
+            try:
+                entry.shard.flush()
+            finally:
+                entry.shard.close()
+        if points is not None:
+            try:
+                record_points(path.parent, points)
+            except OSError as exc:  # a DiskError: the data is safe, only the listing's count is stale
+                logger.warning("could not record the point count of %s: %s", path.parent, exc)
+
+    def mark_written(self, path: Path) -> bool:
+        """Note that points are being written; True the first time since the shard was opened."""
+        with self._lock:
+            entry = self._open.get(path.resolve())
+            if entry is None or entry.written:
+                return False
+            entry.written = True
+            return True
+
+    def shard(self, path: Path) -> EdgeShard | None:
+        with self._lock:
+            entry = self._open.get(path.resolve())
+            return entry.shard if entry else None
 
     def users(self, path: Path) -> int:
         with self._lock:
             entry = self._open.get(path.resolve())
-            return entry[1] if entry else 0
+            return entry.users if entry else 0
 
 
 _POOL = _ShardPool()
@@ -151,7 +243,8 @@ class EdgeStore:
         else:
             root = self.location
         self.catalog = Catalog(root)
-        self.catalog.ensure_root()
+        self.catalog.check_root()  # the folder is created by the first write, not by opening
+        _report_crashes()
         self._shard: EdgeShard | None = None
         self._name: str | None = None  # the collection the open shard belongs to
         self._doc_map: dict[Any, str] = {}  # point id -> doc id, filled by searches
@@ -172,11 +265,10 @@ class EdgeStore:
             name = self.resolve(self.collection)
             if recreate:
                 self._drop(name)
-            if self.catalog.has_collection(name):
+            if self.catalog.has_collection(name) or not self._create(name, spec):
                 self._attach()
                 check_spec(self.collection, self._spec, spec)
                 return False
-            self._create(name, spec)
             return True
 
     def exists(self) -> bool:
@@ -193,6 +285,36 @@ class EdgeStore:
     def collections(self) -> list[str]:
         """Collections in this directory."""
         return self.catalog.collections()
+
+    def collections_info(self) -> list[CollectionInfo]:
+        """Every collection with its point count, dim and aliases, read from the metadata: no shard is
+        opened (opening writes), so listing changes nothing and works while other processes hold them.
+
+        The count is the one recorded when the last writer closed the collection (None while a process
+        writes to it, or after one was killed); a collection open in this process is counted live.
+        """
+        aliases = self.catalog.aliases()
+        out: list[CollectionInfo] = []
+        for name in self.catalog.collections():
+            names = tuple(sorted(a for a, target in aliases.items() if target == name))
+            directory, path = self.catalog.collection_dir(name), self.catalog.shard_dir(name)
+            try:
+                spec, meta = self.catalog.read_spec(name)
+            except StoreError as exc:
+                note = str(exc).replace(f"collection '{name}' at {directory} ", "", 1)
+                out.append(CollectionInfo(name, None, None, names, note))
+                continue
+            shard = _POOL.shard(path)
+            if shard is not None:
+                points = int(self._engine_call("count", shard.count, CountRequest(exact=True)))
+                note = ""
+            else:
+                points = recorded_points(meta)
+                note = "open in another process" if held_elsewhere(path / "wal") else ""
+                if points is None and not note:
+                    note = "count unknown until the collection is next opened"
+            out.append(CollectionInfo(name, points, spec.dim, names, note))
+        return out
 
     def delete_collection(self, name: str) -> bool:
         """Drop a collection (explicitly, by name); refuses aliases and alias targets."""
@@ -263,6 +385,14 @@ class EdgeStore:
         if not len(ids) == len(rows) == len(payloads):
             raise ValueError(f"upsert got {len(ids)} doc ids, {len(rows)} vectors, {len(payloads)} payloads")
         tag = encoder_tag(self._spec.encoder) if self._spec.encoder else None
+        if not ids:
+            return
+        directory = self.catalog.collection_dir(self._name)
+        growth = SPARSE_GROWTH_BYTES if file_holes(directory) == HOLES_KEPT else GROWTH_BYTES
+        needed = UPSERT_FACTOR * _points_bytes(rows, payloads) + growth
+        _require_space(directory, needed, f"writing {len(ids)} points to collection '{self._name}'")
+        if _POOL.mark_written(self.catalog.shard_dir(self._name)):
+            record_points(directory, None)  # unknown until this writer closes it (a crash leaves it so)
         for start in range(0, len(ids), self.upsert_batch):
             end = start + self.upsert_batch
             points = [
@@ -422,12 +552,17 @@ class EdgeStore:
             return self._shard
         self._detach()
         if not self.catalog.has_collection(name):
+            if held_elsewhere(self.catalog.name_lock(name)):
+                raise StoreError(
+                    f"collection '{self.collection}' at {self.catalog.root} is being created by another "
+                    "process; try again when it is done"
+                )
             raise StoreError(
                 f"collection '{self.collection}' does not exist at {self.catalog.root}; ingest it first"
             )
-        spec, _ = self.catalog.read_spec(name)
+        spec, meta = self.catalog.read_spec(name)
         path = self.catalog.shard_dir(name)
-        self._shard = _POOL.acquire(path, lambda: self._load(name, path))
+        self._shard = _POOL.acquire(path, lambda: self._load(name, path, meta))
         self._name, self._spec = name, spec
         self._doc_map = {}
         return self._shard
@@ -443,35 +578,92 @@ class EdgeStore:
                 _POOL.release(self.catalog.shard_dir(self._name))
                 self._name = self._spec = None
 
-    def _load(self, name: str, path: Path) -> EdgeShard:
+    def _load(self, name: str, path: Path, meta: dict[str, Any]) -> EdgeShard:
+        """Open an existing shard (which writes to it: see the module docstring)."""
+        directory = path.parent
+        _require_writable(directory, f"open collection '{name}'")
+        needed = OPEN_BYTES
+        if recorded_points(meta) is None:  # not closed cleanly (or by an old version): the log may replay
+            needed += _allocated_bytes(path / "wal")
+        if file_holes(directory) == HOLES_FILLED_ON_READ:
+            needed += _hole_bytes(path / "segments", skip="payload_storage")
+        _require_space(directory, needed, f"opening collection '{name}'")
         try:
-            return EdgeShard.load(str(path))
-        except Exception as exc:  # the engine raises plain Exception
-            raise _load_error(name, path, exc) from None
+            with path_lock(self.catalog.name_lock(name), exclusive=False, wait=LOCK_WAIT_S, create=True):
+                if not path.is_dir():
+                    raise FileNotFoundError(path)
+                return _open_shard(name, path)
+        except Busy:
+            raise StoreError(
+                f"collection '{name}' at {directory} is being created or dropped by another process; "
+                "try again when it is done"
+            ) from None
+        except FileNotFoundError:
+            raise StoreError(f"collection '{name}' at {directory} was dropped by another process") from None
 
-    def _create(self, name: str, spec: CollectionSpec) -> None:
-        path = self.catalog.shard_dir(name)
+    def _create(self, name: str, spec: CollectionSpec) -> bool:
+        """Build a collection under a temporary name and rename it into place, whole.
+
+        Holds the name's lock throughout, until the new collection is open; returns False when another
+        process created it meanwhile (then it is left as it is).
+        """
+        root = self.catalog.root
+        self.catalog.ensure_root()
+        _require_writable(root, f"create collection '{name}'")
+        needed = CREATE_SPARSE_BYTES if file_holes(root) == HOLES_KEPT else CREATE_BYTES
+        _require_space(root, needed, f"creating collection '{name}'")
         params = EdgeVectorParams(size=spec.dim, distance=_DISTANCES[spec.distance])
         config = EdgeConfig(vectors={spec.vector_name: params} if spec.vector_name else params)
-        path.mkdir(parents=True, exist_ok=True)
-
-        def create() -> EdgeShard:
-            try:
-                shard = EdgeShard.create(str(path), config)
-                shard.update(UpdateOperation.create_field_index(LANG_KEY, KeywordIndexParams(is_tenant=True)))
-                return shard
-            except Exception as exc:
-                raise _load_error(name, path, exc) from None
-
+        target = self.catalog.collection_dir(name)
         self._detach()
-        self._shard = _POOL.acquire(path, create)
-        self._name, self._spec = name, spec
-        self._doc_map = {}
-        self.catalog.write_spec(name, spec, engine=f"qdrant-edge-py {_edge_version()}")
-        logger.info("created collection %s (dim %d, %s) at %s", name, spec.dim, spec.distance, path.parent)
+        try:
+            with path_lock(self.catalog.name_lock(name), wait=LOCK_WAIT_S, create=True):
+                if self.catalog.has_collection(name):
+                    logger.info("collection %s was created by another process meanwhile", name)
+                    return False
+                for left in self.catalog.creations(name):  # killed creators' (we hold the lock)
+                    shutil.rmtree(left, ignore_errors=True)
+                    logger.info("removed %s, left by an interrupted creation of %s", left, name)
+                building = self.catalog.creation_dir(name, secrets.token_hex(4))
+                try:
+                    building.mkdir()
+                    shard = EdgeShard.create(str(building / SHARD_DIR), config)
+                    try:
+                        shard.update(
+                            UpdateOperation.create_field_index(LANG_KEY, KeywordIndexParams(is_tenant=True))
+                        )
+                        shard.flush()
+                    finally:
+                        shard.close()
+                    self.catalog.write_spec(
+                        name, spec, directory=building, engine=f"qdrant-edge-py {_edge_version()}"
+                    )
+                    os.rename(building, target)
+                except BaseException as exc:
+                    shutil.rmtree(building, ignore_errors=True)
+                    if isinstance(exc, HQError) or not isinstance(exc, Exception):
+                        raise
+                    if isinstance(exc, OSError):
+                        raise _os_store_error(f"cannot create collection '{name}'", root, exc) from None
+                    raise _engine_error(name, target, exc, "create") from None
+                path = self.catalog.shard_dir(name)
+                self._shard = _POOL.acquire(path, lambda: _open_shard(name, path))
+                self._name, self._spec = name, spec
+                self._doc_map = {}
+        except Busy:
+            raise StoreError(
+                f"collection '{name}' at {root} is being created or dropped by another process; "
+                "try again when it is done"
+            ) from None
+        except OSError as exc:  # the lock file (a DiskError from the metadata passes as it is)
+            if isinstance(exc, HQError):
+                raise
+            raise _os_store_error(f"cannot create collection '{name}'", root, exc) from None
+        logger.info("created collection %s (dim %d, %s) at %s", name, spec.dim, spec.distance, root)
+        return True
 
     def _drop(self, name: str) -> bool:
-        """Delete a collection directory after making sure no one has its shard open."""
+        """Delete a collection directory, holding its locks so that no one opens it meanwhile."""
         self._check_open()
         directory = self.catalog.collection_dir(name)
         if not directory.exists():
@@ -481,14 +673,17 @@ class EdgeStore:
         path = self.catalog.shard_dir(name)
         if _POOL.users(path):
             raise StoreError(f"collection '{name}' at {directory} is open in another store of this process")
-        if path.is_dir() and any(path.iterdir()):
-            try:
-                EdgeShard.load(str(path)).close()
-            except Exception as exc:
-                error = _load_error(name, path, exc)
-                if "open in another process" in str(error):
-                    raise error from None
-        shutil.rmtree(directory)
+        wal = path / "wal"
+        try:
+            with (
+                path_lock(self.catalog.name_lock(name), create=True),
+                path_lock(wal) if wal.is_dir() else contextlib.nullcontext(),
+            ):
+                shutil.rmtree(directory)
+        except Busy:
+            raise StoreError(f"collection '{name}' at {directory} is open in another process") from None
+        except OSError as exc:
+            raise _os_store_error(f"cannot drop collection '{name}'", directory, exc) from None
         logger.warning("dropped collection %s at %s", name, directory)
         return True
 
@@ -521,18 +716,130 @@ class EdgeStore:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreError(f"{what} on collection '{self._name}' failed: {message}") from None
+            directory = self.catalog.collection_dir(self._name) if self._name else self.catalog.root
+            raise _engine_error(self._name, directory, exc, what) from None
 
 
-def _load_error(name: str, path: Path, exc: Exception) -> StoreError:
+def _report_crashes() -> None:
+    """Let a fatal signal (SIGBUS from a memory-mapped write) print Python's report, not die silently."""
+    if not faulthandler.is_enabled():
+        with contextlib.suppress(Exception):  # no usable stderr (some embedding hosts)
+            faulthandler.enable()
+
+
+def _open_shard(name: str, path: Path) -> EdgeShard:
+    """``EdgeShard.load``, retrying briefly while its lock is held (a lister probes it for microseconds)."""
+    for attempt in range(4):
+        try:
+            return EdgeShard.load(str(path))
+        except Exception as exc:  # the engine raises plain Exception
+            error = _engine_error(name, path.parent, exc, "open")
+            if "open in another process" not in str(error) or attempt == 3:
+                raise error from None
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _engine_error(name: str | None, directory: Path, exc: Exception, action: str) -> StoreError:
+    """Say what is actually wrong: locked, read-only, no permission, disk full, or (only then) corrupt."""
     text = str(exc)
-    if "WouldBlock" in text or "already locked" in text.lower():
-        return StoreError(f"collection '{name}' at {path.parent} is open in another process")
     first = text.splitlines()[0] if text else type(exc).__name__
-    return StoreError(
-        f"collection '{name}' at {path.parent} is corrupt or unreadable ({first}); use --recreate"
-    )
+    if "WouldBlock" in text or "already locked" in text.lower():
+        return StoreError(f"collection '{name}' at {directory} is open in another process")
+    codes = [int(c) for c in _OS_ERROR.findall(text)]
+    code = codes[-1] if codes else None
+    if code in (
+        errno_codes.EROFS,
+        errno_codes.EACCES,
+        errno_codes.EPERM,
+        errno_codes.ENOSPC,
+        errno_codes.EDQUOT,
+    ):
+        return _os_store_error(
+            f"cannot {action} collection '{name}'", directory, OSError(code, os.strerror(code))
+        )
+    if action in ("open", "create"):
+        return StoreError(
+            f"collection '{name}' at {directory} cannot be loaded: its files look corrupt ({first}); "
+            f"{move_aside(directory)}"
+        )
+    return StoreError(f"{action} on collection '{name}' at {directory} failed: {first}")
+
+
+def _os_store_error(what: str, path: Path, exc: OSError) -> StoreError:
+    """One line for a filesystem failure of the store: what failed, where, and what to do."""
+    code = exc.errno
+    reading = what.startswith("cannot open")
+    hint = _WRITES_TO_READ if reading else "use a writable --location"
+    if code == errno_codes.EROFS:
+        why = f"{path} is on a read-only filesystem ({hint})"
+    elif code in (errno_codes.EACCES, errno_codes.EPERM):
+        why = f"permission denied: no write access to {path} ({hint})"
+    elif code in (errno_codes.ENOSPC, errno_codes.EDQUOT):
+        free = free_bytes(path)
+        why = f"the disk of {path} is full" + (f" ({human_bytes(free)} free)" if free is not None else "")
+    else:
+        why = f"{exc.strerror or exc} ({path})"
+    return StoreError(f"{what}: {why}")
+
+
+_WRITES_TO_READ = (
+    "the embedded engine writes even to read: copy the folder to a writable disk and pass --location"
+)
+
+
+def _require_writable(directory: Path, what: str) -> None:
+    """StoreError unless ``directory`` can be written (the engine writes even when only reading)."""
+    if read_only_filesystem(directory):
+        raise _os_store_error(f"cannot {what}", directory, OSError(errno_codes.EROFS, "read-only"))
+    if directory.exists() and not os.access(directory, os.W_OK | os.X_OK):
+        raise _os_store_error(f"cannot {what}", directory, OSError(errno_codes.EACCES, "permission denied"))
+
+
+def _require_space(path: Path, needed: int, what: str) -> None:
+    """StoreError naming the path and the free/needed bytes when the disk cannot take ``needed`` more."""
+    free = free_bytes(path)
+    if free is not None and free < needed:
+        have, want = human_bytes(free), human_bytes(needed)
+        if have == want:
+            have, want = f"{free:,} bytes", f"{needed:,} bytes"
+        raise StoreError(
+            f"not enough free space for {what}: {have} free on the disk of {path}, {want} needed; "
+            "free some space or use another --location"
+        )
+
+
+def _points_bytes(rows: np.ndarray, payloads: Sequence[dict[str, Any]]) -> int:
+    """Bytes of points as written (vectors, payloads from a sample, ids)."""
+    sample = payloads[:: max(1, len(payloads) // 32)][:32]
+    per_payload = sum(len(json.dumps(p, default=str)) for p in sample) / max(1, len(sample))
+    return int(rows.nbytes + len(payloads) * (per_payload + POINT_OVERHEAD))
+
+
+def _hole_bytes(folder: Path, skip: str) -> int:
+    """Bytes of the holes of the files under ``folder`` (size beyond allocation), ``skip`` folders aside."""
+    total = 0
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != skip]
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.stat(os.path.join(parent, name))
+                total += max(0, st.st_size - getattr(st, "st_blocks", st.st_size // 512) * 512)
+    return total
+
+
+def _allocated_bytes(folder: Path) -> int:
+    """Bytes allocated on the disk by the files of ``folder`` (not their sparse sizes)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                total += getattr(st, "st_blocks", st.st_size // 512 + 1) * 512
+    return total
 
 
 def _hit_order(hit: Hit) -> tuple[float, str]:
