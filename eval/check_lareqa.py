@@ -7,7 +7,8 @@ LAReQA's released code builds them (google-research/xtreme ``third_party/utils_l
 ``generate_examples`` / ``load_data``: the context slice of every sentence of every paragraph with a
 question, gold = the sentences whose text equals the first sentence holding ``answer_start``), every
 query is scored against its setting's candidates with a matrix product, mAP is scikit-learn's
-``average_precision_score`` (as LAReQA's ``mean_avg_prec``), R@k and rank distance come from the full
+``average_precision_score`` (as LAReQA's ``mean_avg_prec``; computed directly where no scores tie,
+which is the same number), R@k and rank distance come from the full
 ranking (rank distance: max - min rank of a query's relevant candidates, undefined for a query with
 one relevant candidate), and the macro averages are over the slices (languages or ordered language
 pairs). Only the vectors come from hq's encoder and embedding cache (the same model and prefixes as
@@ -79,40 +80,56 @@ def load_lareqa_reference(folder: Path, languages: tuple[str, ...]):
 
 
 def _query_metrics(scores: np.ndarray, relevant: np.ndarray) -> tuple[float, float, float, float]:
-    """AP (scikit-learn), R@1, R@10 and max-min rank of one query's relevant candidates."""
-    labels = np.zeros(scores.size, dtype=np.int8)
-    labels[relevant] = 1
-    ap = average_precision_score(labels, scores)
-    # rank of a relevant item: 1 + candidates scoring strictly higher (ties count in its favour)
-    ranks = np.array([1 + int(np.count_nonzero(scores > scores[i])) for i in relevant])
+    """AP, R@1, R@10 and max-min rank of one query's relevant candidates (scores over the pool).
+
+    AP is scikit-learn's ``average_precision_score`` (LAReQA's); without tied scores it equals the mean
+    of k / rank_k over the relevant items, which is computed directly, and scikit-learn is called only
+    for a query with ties at a relevant item's score.
+    """
+    rel_scores = scores[relevant]  # (k,)
+    above = (scores[:, None] > rel_scores[None, :]).sum(axis=0)  # (k,) candidates strictly higher
+    ranks = np.sort(1 + above)  # ties count in the relevant item's favour for R@k
+    tied = (scores[:, None] == rel_scores[None, :]).sum(axis=0) > 1
+    if tied.any():
+        labels = np.zeros(scores.size, dtype=np.int8)
+        labels[relevant] = 1
+        ap = float(average_precision_score(labels, scores))
+    else:
+        ap = float(np.mean(np.arange(1, ranks.size + 1) / ranks))
     r1 = float(np.count_nonzero(ranks <= 1)) / relevant.size
     r10 = float(np.count_nonzero(ranks <= 10)) / relevant.size
     distance = float(ranks.max() - ranks.min()) if relevant.size > 1 else np.nan  # one item: no spread
-    return float(ap), r1, r10, distance
+    return ap, r1, r10, distance
 
 
 def reference_metrics(questions, candidates, gold, qvecs: np.ndarray, pvecs: np.ndarray, langs) -> dict:
     """Macro metrics of the three settings from the vectors (questions x candidates, unit norm)."""
     cand_lang = np.array([lang for lang, _ in candidates])
-    by_lang = {lang: np.flatnonzero(cand_lang == lang) for lang in langs}
+    pools = {lang: np.flatnonzero(cand_lang == lang) for lang in langs}
+    pools[None] = np.arange(len(candidates))
+    by_lang: dict[str, list[int]] = {}
+    for qi, (_, qlang, _) in enumerate(questions):
+        by_lang.setdefault(qlang, []).append(qi)
     slices: dict[str, list[tuple[float, float, float, float]]] = {}
-    for qi, (xid, qlang, _) in enumerate(questions):
+    for qlang, rows in by_lang.items():
         for setting, targets in (
             ("mono", [qlang]),
             ("cross", [p for p in langs if p != qlang]),
             ("multi", [None]),
         ):
             for target in targets:
-                pool = np.arange(len(candidates)) if target is None else by_lang[target]
-                positions = {c: k for k, c in enumerate(pool)}
-                relevant = np.array(
-                    [positions[c] for c in sorted(gold[xid]) if c in positions], dtype=np.int64
-                )
-                if relevant.size == 0:
-                    continue  # no relevant candidate in the target language: dropped
-                scores = pvecs[pool] @ qvecs[qi]  # (pool,)
-                key = f"{setting}/{qlang}-{target or 'all'}"
-                slices.setdefault(key, []).append(_query_metrics(scores, relevant))
+                pool = pools[target]
+                position = np.full(len(candidates), -1)
+                position[pool] = np.arange(pool.size)
+                scores = qvecs[rows] @ pvecs[pool].T  # (queries of qlang, pool)
+                values = []
+                for k, qi in enumerate(rows):
+                    relevant = position[sorted(gold[questions[qi][0]])]
+                    relevant = relevant[relevant >= 0]
+                    if relevant.size:  # no relevant candidate in the target language: dropped
+                        values.append(_query_metrics(scores[k], relevant))
+                if values:
+                    slices[f"{setting}/{qlang}-{target or 'all'}"] = values
     out = {}
     for setting in ("mono", "cross", "multi"):
         rows = [np.nanmean(v, axis=0) for k, v in slices.items() if k.startswith(setting + "/")]

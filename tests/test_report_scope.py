@@ -146,3 +146,19 @@ def test_the_report_agrees_with_an_independent_lareqa_implementation(tmp_path, n
     metrics = run.result.metrics()
     for key in check.CHECKED:
         assert metrics[key] == pytest.approx(reference[key], abs=1e-9), key
+
+
+def test_the_reference_ap_is_scikit_learns():
+    from sklearn.metrics import average_precision_score
+
+    check = _check_module()
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        scores = rng.normal(size=40).astype(np.float32)
+        if trial % 2:  # ties, some at relevant items
+            scores = np.round(scores, 1)
+        relevant = rng.choice(40, size=int(rng.integers(1, 6)), replace=False)
+        labels = np.zeros(40, dtype=np.int8)
+        labels[relevant] = 1
+        ap, *_ = check._query_metrics(scores, relevant)
+        assert ap == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
