@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +133,10 @@ def reference_metrics(questions, candidates, gold, qvecs: np.ndarray, pvecs: np.
                     slices[f"{setting}/{qlang}-{target or 'all'}"] = values
     out = {}
     for setting in ("mono", "cross", "multi"):
-        rows = [np.nanmean(v, axis=0) for k, v in slices.items() if k.startswith(setting + "/")]
-        means = np.nanmean(rows, axis=0)
+        with warnings.catch_warnings():  # rank distance is undefined (NaN) wherever one item is relevant
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rows = [np.nanmean(v, axis=0) for k, v in slices.items() if k.startswith(setting + "/")]
+            means = np.nanmean(rows, axis=0)
         out[f"{setting}/map"], out[f"{setting}/recall@1"], out[f"{setting}/recall@10"] = means[:3]
         if setting == "multi":
             out["multi/rank_distance"] = means[3]
