@@ -210,6 +210,24 @@ def compare_reports(
     return rows
 
 
+#: Below this many clusters a bootstrap interval is too narrow to trust (it under-counts the variance by
+#: (C - 1) / C and sees only the clusters at hand); the tables say so, and the randomisation test, which
+#: stays valid, should be read instead.
+FEW_CLUSTERS = 30
+
+
+def caution(rows) -> str:
+    """A line for tables whose comparisons rest on few clusters (empty when none do)."""
+    few = sorted({r["n_clusters"] if isinstance(r, dict) else r.n_clusters for r in rows})
+    few = [n for n in few if n < FEW_CLUSTERS]
+    if not few:
+        return ""
+    return (
+        f"Caution: {few[0]} cluster(s) only; with fewer than {FEW_CLUSTERS} the bootstrap intervals and "
+        "p-values are too optimistic: read the randomisation test."
+    )
+
+
 def scale(metric: str) -> float:
     """Display scale of a metric: x 100 except rank distance (in ranks)."""
     return 1.0 if metric.endswith("rank_distance") else 100.0
@@ -240,4 +258,5 @@ def markdown_table(rows: list[Comparison], name_a: str = "A", name_b: str = "B")
         + (" and over each side's runs (seeds)" if runs else "")
         + "; a query's value is weighted so that the means are the reports' macro averages."
     )
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    warning = caution(rows)
+    return "\n".join(lines) + "\n\n" + note + "\n" + (warning + "\n" if warning else "")

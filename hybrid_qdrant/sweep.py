@@ -663,6 +663,10 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
                 f"[{c['ci_low'] * s:+.2f}, {c['ci_high'] * s:+.2f}] | {c['p_bootstrap']:.4f} | "
                 f"{p_rand} | {spread} | {c['n_queries']} | {c['n_clusters']} |"
             )
+        from hybrid_qdrant.compare import caution
+
+        if warning := caution(comparisons):
+            lines += ["", warning]
     return "\n".join(lines) + "\n"
 
 

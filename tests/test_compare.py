@@ -161,3 +161,23 @@ def test_cli_compare(tmp_path):
     assert "better (+1)" in several.output and "2 vs 2" in several.output
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "nope.json"), str(b)])
     assert missing.exit_code == 2 and "error: no per-query values" in missing.output
+
+
+def test_few_clusters_are_flagged(tmp_path):
+    base, better = _systems(shift=0.05)
+    groups = {q: str(int(q.split("q")[1]) % 5) for q in base}  # 400 queries in 5 clusters
+    rows = compare_reports(
+        write_fake_report(tmp_path / "b.json", better, groups=groups),
+        write_fake_report(tmp_path / "a.json", base, groups=groups),
+        settings=("mono",),
+        n_resamples=300,
+    )
+    assert rows[0].n_clusters == 5
+    assert "Caution: 5 cluster(s) only" in markdown_table(rows)
+    many = compare_reports(
+        write_fake_report(tmp_path / "b2.json", better),
+        write_fake_report(tmp_path / "a2.json", base),
+        settings=("mono",),
+        n_resamples=300,
+    )
+    assert "Caution" not in markdown_table(many)
