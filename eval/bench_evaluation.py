@@ -27,10 +27,10 @@ import time
 import numpy as np
 
 from hybrid_qdrant.benchmarks import load_benchmark
-from hybrid_qdrant.embedding_cache import CachedEncoder
-from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
-from hybrid_qdrant.evaluation import EvalOptions, evaluate
-from hybrid_qdrant.ingest import payload_of
+from hybrid_qdrant.encoding.cache import CachedEncoder
+from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.evaluation.evaluate import EvalOptions, evaluate
+from hybrid_qdrant.evaluation.ingest import payload_of
 from hybrid_qdrant.store import open_store
 from hybrid_qdrant.store.array import ArrayStore
 from hybrid_qdrant.store.base import CollectionSpec

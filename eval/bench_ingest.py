@@ -88,7 +88,7 @@ def peak_rss_mb() -> float:
 def rss_child(n: int, store_kind: str) -> None:
     from contextlib import nullcontext
 
-    from hybrid_qdrant.ingest import ingest
+    from hybrid_qdrant.evaluation.ingest import ingest
     from hybrid_qdrant.store import open_store
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,8 +118,8 @@ def rss_child(n: int, store_kind: str) -> None:
 
 def part1(args) -> dict:
     from hybrid_qdrant.benchmarks import load_benchmark
-    from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
-    from hybrid_qdrant.ingest import _blocks, ingest
+    from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
+    from hybrid_qdrant.evaluation.ingest import _blocks, ingest
     from hybrid_qdrant.store import open_store
 
     bench = load_benchmark(args.benchmark, args.data_dir)

@@ -153,8 +153,8 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=0.002)
     args = parser.parse_args()
 
-    from hybrid_qdrant.embedding_cache import CachedEncoder
-    from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
+    from hybrid_qdrant.encoding.cache import CachedEncoder
+    from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
 
     report = json.loads(args.report.read_text(encoding="utf-8"))
     name, langs = report["benchmark"], tuple(report["languages"])

@@ -7,6 +7,7 @@ Language is metadata (a field), never part of a text.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 Qrels = dict[str, dict[str, int]]
@@ -76,7 +77,8 @@ class Benchmark:
     Attributes:
         name: benchmark name (``xquad-r``, ``mlqa-r``, ``miracl``, or a BEIR folder name).
         languages: the languages in a stable order.
-        passages / queries: all of them, every language.
+        passages / queries: all of them, every language (a streamed benchmark keeps its corpus out of
+            ``passages``: read them with ``iter_passages()``).
         qrels: relevance over all languages (a query's relevant passages in every language).
         parallel: True when queries and passages are translations joined by ``group_id`` (LAReQA),
             which makes cross-lingual and multilingual settings meaningful.
@@ -95,3 +97,17 @@ class Benchmark:
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     protocol: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether passages come from a stream rather than ``passages`` (too many to hold)."""
+        return False
+
+    def iter_passages(self) -> Iterator[Passage]:
+        """Every passage, in memory or streamed."""
+        return iter(self.passages)
+
+    def passage_languages(self) -> Callable[[str], str | None]:
+        """doc id -> language of the benchmark's passages (None for an id it does not have), built once
+        per call from ``passages``."""
+        return {p.doc_id: p.lang for p in self.passages}.get

@@ -116,7 +116,7 @@ def test_a_failed_folder_write_keeps_the_old_folder(tmp_path):
 
 
 def test_the_cli_prints_one_line_and_exit_code_5(tmp_path, monkeypatch, capsys):
-    from hybrid_qdrant.cli import handle_errors
+    from hybrid_qdrant.cli.hq import handle_errors
 
     _full_disk(monkeypatch)
     command = handle_errors(lambda: atomic_write_bytes(tmp_path / "report.json", b"{}" * 100))

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from hybrid_qdrant.benchmarks import load_benchmark
 from hybrid_qdrant.cli import app
-from hybrid_qdrant.report import load_per_query
+from hybrid_qdrant.evaluation.report import load_per_query
 
 XQUAD = Path(__file__).parent / "fixtures" / "lareqa" / "xquad-r"
 LANGS = ["en", "de", "es"]  # the fixture's languages
@@ -139,7 +139,7 @@ def test_a_collection_of_another_model_is_refused_not_overwritten(tmp_path, tiny
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--benchmark", "squad"], 2, "unknown benchmark"),
+        (["--benchmark", "squad"], 2, "[benchmark] name = 'squad' is not one of"),
         (["--languages", "en,xx"], 2, "xx"),
         (["--languages", "en,ar"], 2, "ar.json"),
         (["--data-dir", "/nonexistent/xquad"], 2, "/nonexistent/xquad"),
@@ -171,9 +171,13 @@ def test_malformed_benchmark_file(tmp_path, tiny_model):
 
 def test_config_file_with_an_unknown_key(tmp_path, tiny_model):
     config = tmp_path / "suite.toml"
-    config.write_text('[evaluate]\nbenchmark = "xquad-r"\ndepht = 10\n')
+    config.write_text('[benchmark]\nname = "xquad-r"\n[evaluate]\ndepht = 10\n')
     result = hq("evaluate", str(config))
     assert result.exit_code == 2 and "did you mean 'depth'" in result.output
+    config.write_text('[evaluate]\nmodel = "x"\n')  # a key of another section: where it belongs
+    result = hq("evaluate", str(config))
+    assert result.exit_code == 2 and "unknown key 'model' in [evaluate]" in result.output
+    assert "it belongs in [encoder] model" in result.output
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 import hybrid_qdrant.store as store_module
 import hybrid_qdrant.store.server as server_module
-from hybrid_qdrant import cli
 from hybrid_qdrant.cli import app
+from hybrid_qdrant.cli import hq as cli_app
+from hybrid_qdrant.cli.options import STORE
 from hybrid_qdrant.errors import ConfigError
+from hybrid_qdrant.store.connection import remember_secret
 
 KEY = "hq-cli-K3y/+=&'\"x"
 runner = CliRunner()
@@ -74,7 +76,7 @@ def test_timeouts_that_bound_nothing_are_refused_before_anything_runs(value, not
 
 def test_timeout_from_a_config_file_is_checked_too(tmp_path, nothing_opens):
     config = tmp_path / "eval.toml"
-    config.write_text('[evaluate]\nbenchmark = "beir"\nurl = "http://127.0.0.1:9"\ntimeout = nan\n')
+    config.write_text('[benchmark]\nname = "beir"\n[store]\nurl = "http://127.0.0.1:9"\ntimeout = nan\n')
     result = hq("evaluate", str(config))
     assert result.exit_code == 2 and "timeout must be a positive" in result.output
 
@@ -143,7 +145,7 @@ def test_plain_http_to_another_machine_needs_the_opt_in(url, monkeypatch, tmp_pa
     allowed = hq("collections", "list", "--url", url, "--allow-insecure-key")
     assert allowed.exit_code == 4 and "cannot set up a client" in allowed.output and len(built) == 1
     config = tmp_path / "eval.toml"
-    config.write_text(f'url = "{url}"\nallow_insecure_key = true\nbenchmark = "beir"\n')
+    config.write_text(f'[store]\nurl = "{url}"\nallow_insecure_key = true\n[benchmark]\nname = "beir"\n')
     from_config = hq("ingest", str(config), "--data-dir", str(tmp_path / "missing"))
     assert from_config.exit_code == 2 and "clear text" not in from_config.output  # past the check
     for result in (refused, allowed, from_config):
@@ -151,9 +153,9 @@ def test_plain_http_to_another_machine_needs_the_opt_in(url, monkeypatch, tmp_pa
 
 
 def test_errors_and_logs_are_scrubbed_of_every_form_of_the_key(capsys, caplog, monkeypatch):
-    monkeypatch.setattr(cli, "_SECRETS", [KEY])
+    remember_secret(KEY)
 
-    @cli.handle_errors
+    @cli_app.handle_errors
     def fails():
         raise ConfigError(f"a line quoting {KEY!r} and {KEY.encode()!r}\nand a second line {KEY}")
 
@@ -163,7 +165,7 @@ def test_errors_and_logs_are_scrubbed_of_every_form_of_the_key(capsys, caplog, m
     err = capsys.readouterr().err
     assert err.startswith("error: a line quoting '***' and b'***'") and err.count("\n") == 1
     _no_key(err)
-    cli._setup_logging(verbose=True)
+    cli_app.setup_logging(verbose=True)
     logging.getLogger("hybrid_qdrant.test").warning("echoed %s", KEY)
     assert "echoed ***" in caplog.text
     _no_key(caplog.text)
@@ -173,14 +175,17 @@ def test_server_options_are_documented_in_the_help():
     text = hq("ingest", "--help").output
     for option in ("--allow-insecure-key", "--timeout", "--api-key-env"):
         assert option in text
-    assert "within 4 x timeout" in cli.TimeoutOpt.help
-    assert "allow_insecure_key" in cli.InsecureKeyOpt.help
+    flags = {flag.key: flag for flag in STORE}
+    assert "within 4 x timeout" in flags["store.timeout"].help
+    assert flags["store.allow_insecure_key"].decls == ("--allow-insecure-key",)
 
 
-def test_store_options_never_show_the_key():
-    from hybrid_qdrant.pipeline import StoreOptions
+def test_store_settings_never_show_the_key(monkeypatch):
+    from hybrid_qdrant.evaluation.jobs import load_job, store_kwargs
 
-    options = StoreOptions(url="https://qdrant.example", api_key=KEY)
-    assert options.api_key == KEY
-    _no_key(repr(options))
-    _no_key(str(options))
+    monkeypatch.setenv("QDRANT_API_KEY", KEY)
+    cfg = load_job(None, {"store.url": "https://qdrant.example"})
+    kwargs = store_kwargs(cfg.store, cfg.collection)
+    assert kwargs["api_key"] == KEY
+    _no_key(repr(cfg))
+    _no_key(str(cfg))

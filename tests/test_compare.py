@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hybrid_qdrant.cli import app
-from hybrid_qdrant.compare import compare_reports, markdown_table, setting_values
 from hybrid_qdrant.errors import DataError
+from hybrid_qdrant.evaluation.compare import compare_reports, markdown_table, setting_values
 
 
 def write_fake_report(path, ap_by_query: dict[str, float], langs=("en", "de"), groups=None):

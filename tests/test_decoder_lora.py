@@ -15,10 +15,11 @@ from safetensors.numpy import load_file
 from transformers import TrainerCallback
 from typer.testing import CliRunner
 
-from hybrid_qdrant.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
 from hybrid_qdrant.errors import ConfigError, ModelError
-from hybrid_qdrant.evaluation import EvalOptions
-from hybrid_qdrant.pipeline import StoreOptions, open_collection, run_evaluation
+from hybrid_qdrant.evaluation.evaluate import EvalOptions
+from hybrid_qdrant.evaluation.jobs import run_evaluation
+from hybrid_qdrant.store import open_store
 from hybrid_qdrant.training.config import config_from_dict
 from hybrid_qdrant.training.decoder import DEFAULT_INSTRUCTION, build_decoder_model
 from hybrid_qdrant.training.tiny_decoder import build_tiny_decoder
@@ -127,7 +128,7 @@ def test_lora_with_hybrid_batches_saves_an_adapter_that_reloads_on_the_base_and_
     assert encoder.fingerprint != SentenceTransformerEncoder(settings, adapter=None).fingerprint
 
     bench = toy_benchmark()
-    with open_collection(StoreOptions(location=str(tmp_path / "qdrant")), "toy") as store:
+    with open_store(location=str(tmp_path / "qdrant"), collection="toy") as store:
         run = run_evaluation(bench, encoder, store, "toy", EvalOptions())
     metrics = run.result.metrics()
     for setting in ("mono", "cross", "multi"):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mock_encoder import KeywordEncoder
 
-from hybrid_qdrant.embedding_cache import CachedEncoder, EmbeddingCache, encode_shard, text_digest
+from hybrid_qdrant.encoding.cache import CachedEncoder, EmbeddingCache, encode_shard, text_digest
 
 FAKE_DIM = 16
 

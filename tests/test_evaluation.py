@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from mock_encoder import KeywordEncoder
 
-from hybrid_qdrant.evaluation import EvalOptions, evaluate, slices_for
-from hybrid_qdrant.ingest import ingest
+from hybrid_qdrant.evaluation.evaluate import EvalOptions, evaluate
+from hybrid_qdrant.evaluation.ingest import ingest
+from hybrid_qdrant.evaluation.slices import slices_for
 from hybrid_qdrant.store import open_store
 from hybrid_qdrant.store.base import CollectionSpec
 from hybrid_qdrant.types import Benchmark
@@ -24,7 +25,7 @@ def toy_store(toy, tmp_path):
 
 
 def test_slices_cover_the_paper_settings(toy):
-    slices = slices_for(toy, EvalOptions())
+    slices = slices_for(toy, EvalOptions().settings, None)
     assert [s.key for s in slices if s.setting == "mono"] == ["en-en", "de-de"]
     assert [s.key for s in slices if s.setting == "cross"] == ["en-de", "de-en"]
     assert [s.key for s in slices if s.setting == "multi"] == ["en-all", "de-all"]

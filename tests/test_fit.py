@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from hybrid_qdrant.errors import ConfigError
 from hybrid_qdrant.training.config import load_config
-from hybrid_qdrant.training.fit import (
+from hybrid_qdrant.training.memory import (
     GIB,
     OVERHEAD_BYTES,
     SHAPES,

@@ -14,7 +14,7 @@ import pytest
 from mock_encoder import KeywordEncoder
 
 from hybrid_qdrant.errors import DataError
-from hybrid_qdrant.ingest import ingest
+from hybrid_qdrant.evaluation.ingest import ingest
 from hybrid_qdrant.store import open_store
 from hybrid_qdrant.store.compat import encoder_tag
 from hybrid_qdrant.types import Passage
@@ -116,7 +116,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from mock_encoder import KeywordEncoder
     from test_ingest import corpus
-    from hybrid_qdrant.ingest import ingest
+    from hybrid_qdrant.evaluation.ingest import ingest
     from hybrid_qdrant.store import open_store
 
     class Slow(KeywordEncoder):

@@ -10,8 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-from hybrid_qdrant import metrics as M
-from hybrid_qdrant.metrics import RelevantRanks
+from hybrid_qdrant import ranking as R
+from hybrid_qdrant.evaluation import metrics as M
+from hybrid_qdrant.evaluation.metrics import RelevantRanks
 
 ALL_METRICS = ["map", "recall@1", "recall@10", "recall@100", "ndcg@10", "mrr@10", "rank_distance"]
 
@@ -131,8 +132,15 @@ def test_mean_and_macro_average():
 
 @pytest.mark.parametrize(
     ("name", "parsed"),
-    [("map", ("map", None)), ("map@5", ("map", 5)), ("recall@100", ("recall", 100)), ("ndcg", ("ndcg", None)),
-     ("ndcg@10", ("ndcg", 10)), ("mrr@10", ("mrr", 10)), ("rank_distance", ("rank_distance", None))],
+    [
+        ("map", ("map", None)),
+        ("map@5", ("map", 5)),
+        ("recall@100", ("recall", 100)),
+        ("ndcg", ("ndcg", None)),
+        ("ndcg@10", ("ndcg", 10)),
+        ("mrr@10", ("mrr", 10)),
+        ("rank_distance", ("rank_distance", None)),
+    ],
 )
 def test_parse_metric(name, parsed):
     assert M.parse_metric(name) == parsed
@@ -206,13 +214,20 @@ def test_parity_with_ranx(random_case):
     a warm numba cache and ~40 s with a cold one (building ranx.Qrels / ranx.Run dominates)."""
     ranx = pytest.importorskip("ranx")
     qrels, run, ours = random_case
-    pairs = {"map": "map", "recall@1": "recall@1", "recall@10": "recall@10", "recall@100": "recall@100",
-             "ndcg@10": "ndcg@10", "mrr@10": "mrr@10"}
+    pairs = {
+        "map": "map",
+        "recall@1": "recall@1",
+        "recall@10": "recall@10",
+        "recall@100": "recall@100",
+        "ndcg@10": "ndcg@10",
+        "mrr@10": "mrr@10",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), list(pairs.values()), return_mean=False)
-    per_query = {metric: dict(zip(ranx.Qrels(qrels).keys(), values, strict=True))
-                 for metric, values in theirs.items()}
+    per_query = {
+        metric: dict(zip(ranx.Qrels(qrels).keys(), values, strict=True)) for metric, values in theirs.items()
+    }
     diffs = _max_diff(ours, per_query, pairs)
     assert max(diffs.values()) < 1e-12, diffs
 
@@ -299,15 +314,15 @@ def test_ranks_from_scores_equals_ranks_from_run(n_docs, dtype):
     qids = [f"q{i}" for i in range(len(scores))]
     qrels, run = _dict_ranks(scores, mask, doc_ids)
     expected = M.ranks_from_run(qrels, run)
-    indices = M.relevant_indices(mask)
+    indices = R.relevant_indices(mask)
     ragged = [list(np.flatnonzero(row)[::-1]) for row in mask]  # another order, ragged
     for relevant in (mask, indices, ragged):
         for chunk_size in (None, 1, 7):
-            ranks = M.ranks_from_scores(scores, relevant, doc_ids, chunk_size=chunk_size)
-            got = M.ranks_to_dict(ranks, relevant, qids, doc_ids)
+            ranks = R.ranks_from_scores(scores, relevant, doc_ids, chunk_size=chunk_size)
+            got = R.ranks_to_dict(ranks, relevant, qids, doc_ids)
             assert {q: r for q, r in got.items() if q in expected} == expected
     # and against a full sort of every row
-    ranks = M.ranks_from_scores(scores, indices, doc_ids)
+    ranks = R.ranks_from_scores(scores, indices, doc_ids)
     for i, row in enumerate(scores):
         order = _ranking(dict(zip(doc_ids, row.tolist(), strict=True)))
         want = [order.index(doc_ids[j]) + 1 if j >= 0 else 0 for j in indices[i]]
@@ -316,8 +331,8 @@ def test_ranks_from_scores_equals_ranks_from_run(n_docs, dtype):
 
 def test_ranks_from_scores_default_tie_break_is_column_index():
     scores = np.array([[0.5, 0.5, 0.5, 0.9]])
-    assert M.ranks_from_scores(scores, np.array([[2, 0]])).tolist() == [[4, 2]]
-    assert M.ranks_from_scores(scores, np.array([[2, 0]]), ["d", "c", "a", "b"]).tolist() == [[2, 4]]
+    assert R.ranks_from_scores(scores, np.array([[2, 0]])).tolist() == [[4, 2]]
+    assert R.ranks_from_scores(scores, np.array([[2, 0]]), ["d", "c", "a", "b"]).tolist() == [[2, 4]]
 
 
 def test_ranks_from_vectors_matches_scores():
@@ -328,8 +343,8 @@ def test_ranks_from_vectors_matches_scores():
     relevant = [[10, 11, 3], [], *[list(rng.choice(50, 3, replace=False)) for _ in range(28)]]
     doc_ids = np.asarray([f"d{j:02d}" for j in range(50)][::-1], dtype=object)
     qids = [f"q{i}" for i in range(30)]
-    got = M.ranks_from_vectors(queries, docs, doc_ids, relevant, qids, chunk_size=4)
-    want = M.ranks_to_dict(M.ranks_from_scores(queries @ docs.T, relevant, doc_ids), relevant, qids, doc_ids)
+    got = R.ranks_from_vectors(queries, docs, doc_ids, relevant, qids, chunk_size=4)
+    want = R.ranks_to_dict(R.ranks_from_scores(queries @ docs.T, relevant, doc_ids), relevant, qids, doc_ids)
     assert got == want
     assert abs(got["q0"]["d39"] - got["q0"]["d38"]) == 1  # the tie: d38 (column 11) first
 
@@ -337,7 +352,7 @@ def test_ranks_from_vectors_matches_scores():
 @pytest.mark.parametrize("k", [1, 5, 10, 40, 100])
 def test_top_k_from_scores_is_head_of_full_ranking(k):
     scores, _, doc_ids = _matrix_case(9, 40, 40)
-    indices, values = M.top_k_from_scores(scores, k, doc_ids, chunk_size=7)
+    indices, values = R.top_k_from_scores(scores, k, doc_ids, chunk_size=7)
     assert indices.shape == values.shape == (40, min(k, 40))
     for i, row in enumerate(scores):
         order = _ranking(dict(zip(doc_ids, row.tolist(), strict=True)))[:k]
@@ -349,10 +364,10 @@ def test_top_k_run_and_rank_reference_agree():
     scores, mask, doc_ids = _matrix_case(4, 50, 200)
     qids = [f"q{i}" for i in range(len(scores))]
     qrels, full_run = _dict_ranks(scores, mask, doc_ids)
-    run = M.top_k_to_run(*M.top_k_from_scores(scores, 200, doc_ids), qids, doc_ids)
+    run = R.top_k_to_run(*R.top_k_from_scores(scores, 200, doc_ids), qids, doc_ids)
     assert run == full_run
     from_run = M.evaluate_run(qrels, run, ALL_METRICS)
-    ranks = M.ranks_to_dict(M.ranks_from_scores(scores, mask, doc_ids), mask, qids, doc_ids)
+    ranks = R.ranks_to_dict(R.ranks_from_scores(scores, mask, doc_ids), mask, qids, doc_ids)
     assert M.evaluate_ranks(qrels, ranks, ALL_METRICS).keys() == from_run.keys()
     for qid, values in M.evaluate_ranks(qrels, ranks, ALL_METRICS).items():
         assert values == pytest.approx(from_run[qid], nan_ok=True)
@@ -361,19 +376,19 @@ def test_top_k_run_and_rank_reference_agree():
 def test_dense_bad_arguments():
     scores = np.zeros((2, 3))
     with pytest.raises(ValueError):
-        M.ranks_from_scores(np.array([[np.nan, 1.0, 0.0]]), np.array([[0]]))
+        R.ranks_from_scores(np.array([[np.nan, 1.0, 0.0]]), np.array([[0]]))
     with pytest.raises(ValueError):
-        M.ranks_from_scores(scores, np.array([[0, 0], [1, 2]]))  # repeated index
+        R.ranks_from_scores(scores, np.array([[0, 0], [1, 2]]))  # repeated index
     with pytest.raises(ValueError):
-        M.ranks_from_scores(scores, np.array([[3], [1]]))  # out of range
+        R.ranks_from_scores(scores, np.array([[3], [1]]))  # out of range
     with pytest.raises(ValueError):
-        M.ranks_from_scores(scores, np.zeros((2, 4), dtype=bool))  # mask shape
+        R.ranks_from_scores(scores, np.zeros((2, 4), dtype=bool))  # mask shape
     with pytest.raises(ValueError):
-        M.ranks_from_scores(scores, np.array([[0], [1]]), ["a", "a", "b"])  # duplicate ids
+        R.ranks_from_scores(scores, np.array([[0], [1]]), ["a", "a", "b"])  # duplicate ids
     with pytest.raises(ValueError):
-        M.ranks_from_scores(np.zeros(3), np.array([[0]]))
+        R.ranks_from_scores(np.zeros(3), np.array([[0]]))
     with pytest.raises(ValueError):
-        M.top_k_from_scores(scores, 0)
+        R.top_k_from_scores(scores, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,12 +408,12 @@ def test_inputs_are_not_mutated():
     assert ranks == ranks_before
 
     scores, mask, doc_ids = _matrix_case(3, 10, 20)
-    indices = M.relevant_indices(mask)
+    indices = R.relevant_indices(mask)
     copies = [a.copy() for a in (scores, mask, indices)]
     ids_before = list(doc_ids)
-    M.ranks_from_scores(scores, mask, doc_ids)
-    M.ranks_from_scores(scores, indices, doc_ids)
-    M.top_k_from_scores(scores, 5, doc_ids)
+    R.ranks_from_scores(scores, mask, doc_ids)
+    R.ranks_from_scores(scores, indices, doc_ids)
+    R.top_k_from_scores(scores, 5, doc_ids)
     for original, copied in zip((scores, mask, indices), copies, strict=True):
         assert np.array_equal(original, copied)
     assert doc_ids == ids_before

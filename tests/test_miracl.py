@@ -22,7 +22,7 @@ from hybrid_qdrant.benchmarks.miracl import (
     parse_topics,
     passages_from_records,
 )
-from hybrid_qdrant.benchmarks.streaming import StreamedBenchmark, iter_passages
+from hybrid_qdrant.benchmarks.streaming import StreamedBenchmark
 from hybrid_qdrant.errors import DataError
 from hybrid_qdrant.types import Passage, Query
 
@@ -68,7 +68,7 @@ def test_topics_and_qrels_with_language_prefixed_ids():
 
 def test_corpus_streams_every_language_in_order():
     bench = load_miracl(FIXTURES, ["de", "sw"])
-    passages = list(iter_passages(bench))
+    passages = list(bench.iter_passages())
     assert passages == DE_PASSAGES + SW_PASSAGES
     assert list(bench.corpus()) == passages  # a fresh iterator each call
     judged = {doc for rels in bench.qrels.values() for doc in rels}
@@ -191,7 +191,7 @@ def test_load_benchmark_dispatches_to_miracl():
     bench = load_benchmark("miracl", FIXTURES, ["de", "sw"])
     assert isinstance(bench, StreamedBenchmark)
     assert (bench.passages, bench.queries, bench.qrels) == ([], QUERIES, QRELS)
-    assert list(iter_passages(bench)) == DE_PASSAGES + SW_PASSAGES
+    assert list(bench.iter_passages()) == DE_PASSAGES + SW_PASSAGES
     with pytest.raises(DataError, match=re.escape("topics.miracl-v1.0-de-testB.tsv")):
         load_benchmark("miracl", FIXTURES, ["de"], split="testB")
 
@@ -250,7 +250,7 @@ def test_hub_path_without_data_dir(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", hub)
     bench = load_miracl(None, ["sw"])
     assert (bench.queries, bench.qrels) == (QUERIES[3:], {"sw/1": QRELS["sw/1"]})
-    assert list(iter_passages(bench)) == SW_PASSAGES
+    assert list(bench.iter_passages()) == SW_PASSAGES
     assert hub.calls == [
         ("text", "hf://datasets/miracl/miracl/miracl-v1.0-sw/topics/topics.miracl-v1.0-sw-dev.tsv", False),
         ("text", "hf://datasets/miracl/miracl/miracl-v1.0-sw/qrels/qrels.miracl-v1.0-sw-dev.tsv", False),

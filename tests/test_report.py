@@ -9,9 +9,9 @@ import pytest
 from mock_encoder import KeywordEncoder
 
 from hybrid_qdrant.errors import ConfigError
-from hybrid_qdrant.evaluation import EvalOptions, evaluate
-from hybrid_qdrant.ingest import ingest
-from hybrid_qdrant.report import (
+from hybrid_qdrant.evaluation.evaluate import EvalOptions, evaluate
+from hybrid_qdrant.evaluation.ingest import ingest
+from hybrid_qdrant.evaluation.report import (
     check_output,
     heatmap_png,
     load_per_query,

@@ -12,9 +12,9 @@ import pytest
 
 from hybrid_qdrant.benchmarks import load_benchmark
 from hybrid_qdrant.errors import StoreError
-from hybrid_qdrant.evaluation import EvalOptions
-from hybrid_qdrant.ingest import ingest
-from hybrid_qdrant.pipeline import run_evaluation
+from hybrid_qdrant.evaluation.evaluate import EvalOptions
+from hybrid_qdrant.evaluation.ingest import ingest
+from hybrid_qdrant.evaluation.jobs import run_evaluation
 from hybrid_qdrant.store import open_store
 from hybrid_qdrant.store.base import TEXT_KEY
 

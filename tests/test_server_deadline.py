@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest_store import CORPUS, fill
 from fake_qdrant import serve
+from store_contract import CORPUS, fill
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store import open_store

@@ -4,8 +4,8 @@ whose first answer to each distinct request is a failure (default tier, 127.0.0.
 from __future__ import annotations
 
 import pytest
-from conftest_store import StoreContract
 from fake_qdrant import fail_first, serve
+from store_contract import StoreContract
 
 from hybrid_qdrant.store import open_store
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hybrid_qdrant.significance import (
+from hybrid_qdrant.evaluation.significance import (
     BootstrapResult,
     align_runs,
     bootstrap_mean,

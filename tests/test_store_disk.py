@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_store import CORPUS, fill, spec
+from store_contract import CORPUS, fill, spec
 from typer.testing import CliRunner
 
 import hybrid_qdrant.store.edge as edge
@@ -366,7 +366,7 @@ def test_a_writer_killed_half_way_leaves_an_unknown_count_and_intact_data(locati
     script = textwrap.dedent(
         f"""
         import os
-        from conftest_store import fill
+        from store_contract import fill
         from hybrid_qdrant.store import open_store
         fill(open_store({location!r}, collection="c"), n=25)
         os._exit(0)  # killed: no close, no flush

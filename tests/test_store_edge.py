@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_store import StoreContract, fill, spec
+from store_contract import StoreContract, fill, spec
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store import CollectionSpec, open_store

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from conftest_store import CORPUS, StoreContract, fill, spec
+from store_contract import CORPUS, StoreContract, fill, spec
 
 from hybrid_qdrant.errors import ConfigError, StoreError
 from hybrid_qdrant.store import open_store, resolve_api_key

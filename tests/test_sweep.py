@@ -115,12 +115,17 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
         ({"sweep": {"train_overrides": {"train.alpha": 0.3}}}, "train.alpha is set by the sweep"),
         ({"models": [{"label": "a"}, {"label": "a"}]}, "labels must differ"),
         ({"models": [{"label": "a b"}]}, "must be letters, digits"),
-        ({"sweep": {"evaluate": {"modle": "x"}}}, "unknown key 'modle' in [sweep] evaluate"),
+        (
+            {"sweep": {"evaluate": {"encoder.modle": "x"}}},
+            "unknown key 'modle' in [encoder]; did you mean 'model'",
+        ),
+        ({"sweep": {"evaluate": {"modle": "x"}}}, "override 'modle' must look like section.key"),
     ],
 )
 def test_bad_sweep_files_are_refused(tmp_path, change, message):
+    (tmp_path / "e.toml").write_text("", encoding="utf-8")  # an evaluation job with every default
     data = {
-        "sweep": {"train_config": "t.toml", "eval_config": "e.toml", "alphas": [0.0, 1.0]},
+        "sweep": {"train_config": "t.toml", "eval_config": str(tmp_path / "e.toml"), "alphas": [0.0, 1.0]},
         "models": [{"label": "m", "name": "org/m"}],
     }
     for section, values in change.items():

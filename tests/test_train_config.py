@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from hybrid_qdrant.cli.train import train as train_command
 from hybrid_qdrant.errors import ConfigError, DataError, ModelError
-from hybrid_qdrant.training.command import train_command
 from hybrid_qdrant.training.config import TrainConfig, config_from_dict, load_config, parse_override
 from hybrid_qdrant.training.trainer import train
 

@@ -16,7 +16,7 @@ from tiny_model import build_tiny_st_model
 from transformers import TrainerCallback
 from typer.testing import CliRunner
 
-from hybrid_qdrant.training.command import train_command
+from hybrid_qdrant.cli.train import train as train_command
 from hybrid_qdrant.training.config import config_from_dict
 from hybrid_qdrant.training.trainer import train
 

@@ -12,7 +12,7 @@ What the returned ``Benchmark`` holds:
 - ``miracl``: a ``StreamedBenchmark``: ``passages == []``, topics and qrels of ``split`` (default
   ``dev``, ids ``"{lang}/{id}"``), ``parallel=False``, and ``corpus()`` streaming the passages.
 
-Read passages through ``iter_passages(benchmark)`` to cover both kinds.
+Read passages through ``benchmark.iter_passages()`` to cover both kinds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hybrid_qdrant.benchmarks.beir import load_beir, write_beir
 from hybrid_qdrant.benchmarks.lareqa import SPECS as LAREQA_SPECS
 from hybrid_qdrant.benchmarks.lareqa import load_lareqa
 from hybrid_qdrant.benchmarks.miracl import iter_miracl_corpus, load_miracl
-from hybrid_qdrant.benchmarks.streaming import StreamedBenchmark, iter_passages
+from hybrid_qdrant.benchmarks.streaming import StreamedBenchmark
 from hybrid_qdrant.errors import ConfigError, DataError
 from hybrid_qdrant.types import Benchmark
 
@@ -81,7 +81,6 @@ __all__ = [
     "BENCHMARKS",
     "StreamedBenchmark",
     "iter_miracl_corpus",
-    "iter_passages",
     "load_benchmark",
     "load_beir",
     "load_lareqa",

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_qdrant.atomic_write import atomic_directory
-from hybrid_qdrant.benchmarks.streaming import iter_passages
 from hybrid_qdrant.errors import DataError
 from hybrid_qdrant.types import Benchmark, Passage, Qrels, Query, is_valid_unicode
 
@@ -314,7 +313,7 @@ def write_beir(
 ) -> Path:
     """Export a benchmark as a BEIR folder, atomically (written in a temp folder, then renamed).
 
-    Streamed passages (``StreamedBenchmark.corpus``) are written as they come, never held in memory.
+    Streamed passages (``benchmark.iter_passages()``) are written as they come, never held in memory.
     ``skipped`` is not exported. Returns the folder.
 
     Raises:
@@ -327,7 +326,7 @@ def write_beir(
         raise DataError(f"{dest} exists and is not a folder")
     with atomic_directory(dest) as tmp:  # umask-honouring mode; a failed write names dest
         with (tmp / CORPUS_FILE).open("w", encoding="utf-8") as fh:
-            for p in iter_passages(benchmark):
+            for p in benchmark.iter_passages():
                 fh.write(
                     _jsonl_line(
                         {

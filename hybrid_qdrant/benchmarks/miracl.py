@@ -80,6 +80,12 @@ def doc_id(lang: str, docid: str) -> str:
     return f"{lang}/{docid}"
 
 
+def doc_language(languages: tuple[str, ...], doc: str) -> str | None:
+    """The language of a doc id made by ``doc_id`` (None when its prefix is not one of ``languages``)."""
+    prefix = doc.split("/", 1)[0]
+    return prefix if prefix in languages else None
+
+
 def select_languages(languages: Iterable[str] | str | None) -> tuple[str, ...]:
     """The requested languages in canonical order (the paper's 15 when None; a str may be "de,sw")."""
     if languages is None:
@@ -309,6 +315,7 @@ def load_miracl(
         qrels=qrels,
         parallel=False,
         corpus=partial(_corpus, langs, data_dir),
+        doc_language=partial(doc_language, langs),
     )
 
 

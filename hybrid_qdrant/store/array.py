@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_qdrant import metrics as M
+from hybrid_qdrant import ranking as R
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store.base import CONTENT_KEY, LANG_KEY, CollectionSpec, Hit, Langs, lang_set
 
@@ -81,7 +81,7 @@ class ArrayStore:
         if not ids:
             return [[] for _ in range(len(vectors))]
         scores = np.asarray(vectors, dtype=np.float32) @ matrix.T  # (n, n_docs)
-        index, values = M.top_k_from_scores(scores, limit, ids)
+        index, values = R.top_k_from_scores(scores, limit, ids)
         return [
             [Hit(ids[j], float(v)) for j, v in zip(r, s, strict=True)]
             for r, s in zip(index.tolist(), values.tolist(), strict=True)

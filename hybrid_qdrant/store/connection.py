@@ -26,6 +26,21 @@ MAX_TIMEOUT = 86400.0
 _LOOPBACK_NAMES = ("localhost", "localhost.")
 
 
+#: API keys this process has read: every message and log line the CLI writes is scrubbed of them.
+_KNOWN_SECRETS: list[str] = []
+
+
+def remember_secret(value: str | None) -> None:
+    """Add a key to the ones ``known_secrets`` returns (what the CLI scrubs from its output)."""
+    if value and value not in _KNOWN_SECRETS:
+        _KNOWN_SECRETS.append(value)
+
+
+def known_secrets() -> tuple[str, ...]:
+    """The API keys this process has read."""
+    return tuple(_KNOWN_SECRETS)
+
+
 class Secret:
     """A string that never shows itself in ``str``, ``repr`` or f-strings; ``reveal()`` returns it."""
 

@@ -20,19 +20,17 @@ to the working directory (run ``hq train`` from the repository root).
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from hybrid_qdrant import config as typed
 from hybrid_qdrant.benchmarks.lareqa import SPECS as LAREQA_SETS
-from hybrid_qdrant.config import check_keys, read_toml
-from hybrid_qdrant.encoder import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
+from hybrid_qdrant.config import at_least as _at_least
+from hybrid_qdrant.config import choice as _choice
+from hybrid_qdrant.config import parse_override
+from hybrid_qdrant.encoding.encoder import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX, looks_local
 from hybrid_qdrant.errors import ConfigError, ModelError
 
 SOURCE_KINDS = ("jsonl", "parquet", "hf", "lareqa", "mmarco")
@@ -53,21 +51,6 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 MODEL_KINDS = ("encoder", "decoder")
 POOLINGS = ("auto", "lasttoken", "mean", "cls")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
-
-
-def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{where} = {value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
-def _at_least(value: float, low: float, where: str) -> None:
-    if value < low:
-        raise ConfigError(f"{where} = {value} must be >= {low}")
-
-
-def looks_local(model: str) -> bool:
-    """A model name that names a directory rather than a hub id (same rule as the encoder's loader)."""
-    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
 
 
 @dataclass(frozen=True)
@@ -117,10 +100,18 @@ class DataSource:
             raise ConfigError("[[data.sources]] of kind 'mmarco' needs languages = [...]")
         _at_least(self.max_queries, 0, "[[data.sources]] max_queries")
 
+    @classmethod
+    def config_keys(cls, table: Mapping[str, Any]) -> tuple[set[str] | None, str]:
+        """The keys a table of this kind accepts (None before the kind is known), and what it is."""
+        kind = table.get("kind")
+        if kind not in SOURCE_KEYS:
+            return None, "a source"
+        return {"kind", "path", *SOURCE_KEYS[kind]}, f"a {kind!r} source"
+
     def to_dict(self) -> dict[str, Any]:
         """The keys that apply to this kind of source."""
         keys = ("kind", "path", *SOURCE_KEYS[self.kind])
-        return _plain({key: getattr(self, key) for key in keys})
+        return typed.to_plain({key: getattr(self, key) for key in keys})
 
 
 @dataclass(frozen=True)
@@ -401,25 +392,15 @@ class TrainConfig:
     def output_dir(self) -> Path:
         return Path(self.output.dir).expanduser()
 
+    #: What a missing required section should hold (for the error message).
+    config_missing = {
+        "model": "with name = hub id or local path",
+        "data": "with at least one [[data.sources]] table",
+    }
+
     def to_dict(self) -> dict[str, Any]:
         """The config as plain TOML-ready data (what :func:`config_from_dict` reads back)."""
-        data = _plain(dataclasses.asdict(self))
-        for section in ("data", "validation"):
-            data[section]["sources"] = [s.to_dict() for s in getattr(self, section).sources]
-        return data
-
-
-SECTIONS = {
-    "model": ModelSection,
-    "data": DataSection,
-    "train": TrainSection,
-    "loss": LossSection,
-    "validation": ValidationSection,
-    "output": OutputSection,
-    "lora": LoraSection,
-}
-#: Sections that are off unless the TOML has them.
-OPTIONAL_SECTIONS = ("lora",)
+        return typed.to_plain({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -428,134 +409,24 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     Raises:
         ConfigError: unreadable TOML, an unknown key, a bad type or value. ModelError: a missing model path.
     """
-    return config_from_dict(apply_overrides(read_toml(path), overrides or {}))
+    return typed.load(path, TrainConfig, overrides)
 
 
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of raw config data with ``{"section.key": value}`` set (sections are created as needed)."""
-    data = {name: dict(value) if isinstance(value, dict) else value for name, value in data.items()}
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        if not key or "." in key:
-            raise ConfigError(f"override {dotted!r} must look like section.key, e.g. train.alpha")
-        if section not in SECTIONS:
-            hint = _suggest(section, SECTIONS)
-            raise ConfigError(f"unknown section [{section}] in override {dotted!r}{hint}")
-        data.setdefault(section, {})[key] = value
-    return data
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"train.alpha=0.3"`` -> ``("train.alpha", 0.3)``; the value is TOML, or a bare string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.strip(), value
+    return typed.apply_overrides(data, overrides, TrainConfig)
 
 
 def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
     """Build and check a TrainConfig from parsed TOML."""
-    unknown = [name for name in data if name not in SECTIONS]
-    if unknown:
-        raise ConfigError(f"unknown section [{unknown[0]}]{_suggest(unknown[0], SECTIONS)}")
-    if "model" not in data:
-        raise ConfigError("missing section [model] (with name = hub id or local path)")
-    if "data" not in data:
-        raise ConfigError("missing section [data] (with at least one [[data.sources]] table)")
-    sections = {}
-    for name, cls in SECTIONS.items():
-        if name in OPTIONAL_SECTIONS and name not in data:
-            continue
-        table = data.get(name, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"[{name}] must be a table")
-        sections[name] = _build(cls, table, f"[{name}]", name)
-    return TrainConfig(**sections)
+    return typed.build_root(data, TrainConfig)
 
 
-def _build(cls: type, table: Mapping[str, Any], where: str, dotted: str) -> Any:
-    """Instantiate a section dataclass from a TOML table, rejecting unknown keys and bad types.
-
-    ``where`` names the table in messages (``[train]``, ``[[data.sources]]``); ``dotted`` is its path.
-    """
-    check_keys(table, cls, where)
-    hints = typing.get_type_hints(cls)
-    kind = table.get("kind")
-    if cls is DataSource and kind in SOURCE_KEYS:
-        allowed = {"kind", "path", *SOURCE_KEYS[kind]}
-        for key in table:
-            if key not in allowed:
-                raise ConfigError(
-                    f"key {key!r} does not apply to a {kind!r} source in {where}; "
-                    f"its keys: {', '.join(sorted(allowed))}"
-                )
-    values = {key: _coerce(value, hints[key], where, f"{dotted}.{key}") for key, value in table.items()}
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
-    if missing:
-        raise ConfigError(f"missing key {missing[0]!r} in {where}")
-    return cls(**values)
-
-
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-
-
-def _coerce(value: Any, hint: Any, where: str, dotted: str) -> Any:
-    """Check a TOML value against a type hint; ints widen to floats, lists become tuples."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    key = f"{where} {dotted.rpartition('.')[2]}"
-    if origin in (typing.Union, types.UnionType):
-        return _coerce(value, next(a for a in args if a is not type(None)), where, dotted)
-    if origin is tuple:
-        items = [value] if isinstance(value, (str, dict)) else value
-        if not isinstance(items, list):
-            raise ConfigError(f"{key} must be a list, got {_toml_type(value)}")
-        if dataclasses.is_dataclass(args[0]):
-            if not all(isinstance(item, dict) for item in items):
-                raise ConfigError(f"{key} must be tables: [[{dotted}]]")
-            return tuple(_build(args[0], item, f"[[{dotted}]]", dotted) for item in items)
-        return tuple(_coerce(item, args[0], where, dotted) for item in items)
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(f"{key} must be a table of strings")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {_toml_type(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {_toml_type(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {_toml_type(value)}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {_toml_type(value)}")
-        return value
-    raise TypeError(f"unsupported config type {hint!r}")  # a programming error, not a user error
-
-
-def _toml_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
-    names[dict] = "a table"
-    return names.get(type(value), type(value).__name__)
-
-
-def _suggest(key: str, known: Any) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+__all__ = [
+    "DataSource",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+    "parse_override",
+]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from transformers import EarlyStoppingCallback, PreTrainedModel, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from hybrid_qdrant.atomic_write import atomic_write_bytes
-from hybrid_qdrant.encoder import load_sentence_transformer
+from hybrid_qdrant.encoding.encoder import load_sentence_transformer
 from hybrid_qdrant.errors import ConfigError
+from hybrid_qdrant.ranks import world_size
 from hybrid_qdrant.training.config import TrainConfig
 from hybrid_qdrant.training.loss import build_loss
 from hybrid_qdrant.training.pair_index import PairIndex
@@ -248,7 +248,7 @@ def training_arguments(
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         # several processes without a GPU (torchrun on CPUs): DDP over gloo rather than N copies
-        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        use_cpu=not torch.cuda.is_available() and world_size() > 1,
         prompts={"query": m.query_prompt, "passage": m.passage_prefix, "negative": m.passage_prefix},
         save_strategy="steps",
         save_steps=o.save_steps,

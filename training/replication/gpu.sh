@@ -76,13 +76,17 @@ logging_steps = $(( STEPS / 50 > 0 ? STEPS / 50 : 1 ))
 TOML
 
 cat > "$OUT/eval.toml" <<TOML
-[evaluate]
-benchmark = "xquad-r"
+[benchmark]
+name = "xquad-r"
 data_dir = "$DATA/xquad-r"
-settings = ["mono", "cross", "multi"]
+${EVAL_LANGUAGES:+languages = [$EVAL_LANGUAGES]}
+
+[encoder]
 batch_size = $EVAL_BATCH
 device = "$DEVICE"
-${EVAL_LANGUAGES:+languages = [$EVAL_LANGUAGES]}
+
+[evaluate]
+settings = ["mono", "cross", "multi"]
 TOML
 
 cat > "$OUT/sweep.toml" <<TOML

@@ -24,18 +24,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from hybrid_qdrant import metrics as M
+from hybrid_qdrant import ranking
 from hybrid_qdrant.errors import ConfigError
+from hybrid_qdrant.evaluation import metrics as M
+from hybrid_qdrant.evaluation.slices import SETTINGS, Slice, setting_metric, slices_for
 from hybrid_qdrant.types import Benchmark, Qrels
 
 logger = logging.getLogger(__name__)
 
-SETTINGS = ("mono", "cross", "multi")
 #: Metrics computed for every slice; rank distance only where a query has several relevant passages.
 SLICE_METRICS = ("map", "recall@1", "recall@10", "recall@100", "ndcg@10", "mrr@10")
 MULTI_METRICS = (*SLICE_METRICS, "rank_distance")
@@ -43,32 +44,21 @@ ENGINES = ("qdrant", "exact")
 
 
 @dataclass(frozen=True)
-class Slice:
-    """One evaluation slice: a setting, the query language and the passage language (None: pooled)."""
-
-    setting: str
-    query_lang: str
-    passage_lang: str | None
-
-    @property
-    def key(self) -> str:
-        """``de-de`` (mono), ``de-en`` (cross), ``de-all`` (multi)."""
-        return f"{self.query_lang}-{self.passage_lang or 'all'}"
-
-
-@dataclass(frozen=True)
 class EvalOptions:
-    """How an evaluation runs.
+    """How an evaluation runs (a job's ``[evaluate]`` section).
 
     Attributes:
         settings: any of ``mono``, ``cross``, ``multi``.
-        languages: restrict to these languages (None: all of the benchmark's).
+        languages: restrict to these of the benchmark's languages (None: all; a job sets its languages
+            in ``[benchmark]`` instead).
         engine: ``qdrant`` (queries through the store) or ``exact`` (numpy brute force over the
             store's vectors: the reference).
         depth: Qdrant query limit per query and slice; None picks 10 with ``full_ranking`` (deeper
             relevant passages get exact ranks anyway, and each hit costs Python time) and 100 without
             it (R@100 needs the top 100).
-        full_ranking: compute ranks beyond ``depth`` exactly (needed for LAReQA mAP / rank distance).
+        full_ranking: compute ranks beyond ``depth`` exactly (LAReQA's mAP and rank distance are
+            defined over the full ranking); None: on, except for a streamed corpus (MIRACL: millions of
+            passages), whose metrics are then truncated at ``depth`` and say so.
         exact_search: ask Qdrant for exhaustive rather than HNSW search.
         query_batch: query vectors per store request.
     """
@@ -77,20 +67,36 @@ class EvalOptions:
     languages: tuple[str, ...] | None = None
     engine: str = "qdrant"
     depth: int | None = None
-    full_ranking: bool = True
+    full_ranking: bool | None = None
     exact_search: bool = True
     query_batch: int = 4096
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", tuple(self.settings))
+        if self.languages is not None:
+            object.__setattr__(self, "languages", tuple(lang.lower() for lang in self.languages))
         unknown = [s for s in self.settings if s not in SETTINGS]
         if unknown or not self.settings:
             raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; choose from {', '.join(ENGINES)}")
-        if self.depth is None:
-            object.__setattr__(self, "depth", 10 if self.full_ranking else 100)
-        if self.depth < 1:
-            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        for key in ("depth", "query_batch"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def config_keys(cls, table) -> tuple[set[str], str]:
+        """The ``[evaluate]`` keys: every field but ``languages`` (a job's languages are its benchmark's)."""
+        return {
+            f for f in cls.__dataclass_fields__ if f != "languages"
+        }, "[evaluate] (languages: [benchmark])"
+
+    def resolved(self, streamed: bool = False) -> EvalOptions:
+        """These options with ``full_ranking`` and ``depth`` decided (for a streamed corpus or not)."""
+        full = self.full_ranking if self.full_ranking is not None else not streamed
+        depth = self.depth if self.depth is not None else (10 if full else 100)
+        return replace(self, full_ranking=full, depth=depth)
 
 
 @dataclass
@@ -134,62 +140,25 @@ class EvaluationResult:
                 continue
             names = MULTI_METRICS if setting == "multi" else SLICE_METRICS
             for metric in names:
-                per_slice = {r.slice.key: r.mean(metric) for r in rows}
-                per_slice = {k: v for k, v in per_slice.items() if v is not None}
-                for key, value in per_slice.items():
-                    out[f"{setting}/{key}/{metric}"] = value
+                per_slice = {r.slice: r.mean(metric) for r in rows}
+                per_slice = {sl: v for sl, v in per_slice.items() if v is not None}
+                for sl, value in per_slice.items():
+                    out[sl.metric(metric)] = value
                 if per_slice:
-                    out[f"{setting}/{metric}"] = M.macro_average(per_slice)
+                    out[setting_metric(setting, metric)] = M.macro_average(per_slice)
         return out
 
 
-def slices_for(benchmark: Benchmark, options: EvalOptions) -> list[Slice]:
-    """The slices of the requested settings over the requested languages."""
-    langs = list(options.languages or benchmark.languages)
-    unknown = [lang for lang in langs if lang not in benchmark.languages]
-    if unknown:
-        raise ConfigError(
-            f"unknown language(s) {', '.join(unknown)} for {benchmark.name}; "
-            f"it has {', '.join(benchmark.languages)}"
-        )
-    out: list[Slice] = []
-    if "mono" in options.settings:
-        out += [Slice("mono", lang, lang) for lang in langs]
-    if "cross" in options.settings:
-        if not benchmark.parallel:
-            logger.warning("%s has no parallel groups: the cross setting is skipped", benchmark.name)
-        else:
-            out += [Slice("cross", q, p) for q in langs for p in langs if q != p]
-    if "multi" in options.settings:
-        out += [Slice("multi", lang, None) for lang in langs]
-    return out
-
-
 def _slice_qrels(
-    qrels: Qrels, query_ids: Sequence[str], doc_lang: dict[str, str], langs: frozenset[str]
+    qrels: Qrels, query_ids: Sequence[str], language: Callable[[str], str | None], langs: frozenset[str]
 ) -> Qrels:
     """Relevant passages of each query restricted to the slice's passage languages."""
     out: Qrels = {}
     for qid in query_ids:
-        rel = {d: r for d, r in qrels.get(qid, {}).items() if r > 0 and doc_lang.get(d) in langs}
+        rel = {d: r for d, r in qrels.get(qid, {}).items() if r > 0 and language(d) in langs}
         if rel:
             out[qid] = rel
     return out
-
-
-class _DocLanguages(dict):
-    """doc id -> language: from the passages in memory, else the ``{lang}/`` prefix of streamed doc ids."""
-
-    def __init__(self, benchmark: Benchmark) -> None:
-        super().__init__((p.doc_id, p.lang) for p in benchmark.passages)
-        self.languages = set(benchmark.languages)
-
-    def __missing__(self, doc_id: str) -> str | None:
-        prefix = doc_id.split("/", 1)[0]
-        return prefix if prefix in self.languages else None
-
-    def get(self, doc_id: str, default=None):
-        return self[doc_id] if doc_id in self or default is None else default
 
 
 class _StoreVectors:
@@ -216,21 +185,11 @@ def _exact_ranks(
     qrels: Qrels,
     vectors: _StoreVectors,
     lang: Any,
-    chunk: int = 2048,
 ) -> dict[str, dict[str, int]]:
     """Exact 1-based ranks of each query's relevant passages among all passages of the slice."""
     doc_ids, matrix, position = vectors.get(lang)
-    rel_lists = [[position[d] for d in qrels[q] if d in position] for q in qids]
-    relevant = np.full((len(qids), max(1, *map(len, rel_lists))), -1, dtype=np.int64)
-    for i, cols in enumerate(rel_lists):
-        relevant[i, : len(cols)] = cols
-    ranks: dict[str, dict[str, int]] = {}
-    for start in range(0, len(qids), chunk):
-        stop = start + chunk
-        scores = qvecs[start:stop] @ matrix.T  # (chunk, n_docs)
-        block = M.ranks_from_scores(scores, relevant[start:stop])  # columns are in doc-id order
-        ranks.update(M.ranks_to_dict(block, relevant[start:stop], qids[start:stop], doc_ids))
-    return ranks
+    relevant = [[position[d] for d in qrels[q] if d in position] for q in qids]
+    return ranking.ranks_from_vectors(qvecs, matrix, doc_ids, relevant, qids)
 
 
 def _qdrant_ranks(
@@ -294,25 +253,25 @@ def evaluate(
     Returns:
         EvaluationResult with per-query values for every slice.
     """
-    options = options or EvalOptions()
+    options = (options or EvalOptions()).resolved(benchmark.streamed)
     if len(query_vectors) != len(benchmark.queries):
         raise ValueError(f"{len(query_vectors)} query vectors for {len(benchmark.queries)} queries")
     start = time.perf_counter()
-    doc_lang = _DocLanguages(benchmark)
     by_lang: dict[str, list[int]] = {}
     for i, q in enumerate(benchmark.queries):
         by_lang.setdefault(q.lang, []).append(i)
     vectors = _StoreVectors(store)
+    language = benchmark.passage_languages()
     results: list[SliceResult] = []
     langs = tuple(options.languages or benchmark.languages)
     pool = None if pool_is_collection else langs  # the multilingual pool: the evaluated languages only
-    for sl in slices_for(benchmark, options):
+    for sl in slices_for(benchmark, options.settings, options.languages):
         t0 = time.perf_counter()
         rows = by_lang.get(sl.query_lang, [])
         all_ids = [benchmark.queries[i].query_id for i in rows]
         target = sl.passage_lang if sl.passage_lang is not None else pool  # the store's language filter
         slice_langs = frozenset([sl.passage_lang] if sl.passage_lang is not None else langs)
-        qrels = _slice_qrels(benchmark.qrels, all_ids, doc_lang, slice_langs)
+        qrels = _slice_qrels(benchmark.qrels, all_ids, language, slice_langs)
         keep = [i for i, qid in zip(rows, all_ids, strict=False) if qid in qrels]
         qids = [benchmark.queries[i].query_id for i in keep]
         qvecs = query_vectors[keep]

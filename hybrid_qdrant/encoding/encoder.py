@@ -43,7 +43,7 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """How a sentence-transformers model is run.
+    """How a sentence-transformers model is run (a job's ``[encoder]`` section).
 
     Attributes:
         model: hub id or local directory.
@@ -67,6 +67,8 @@ class EncoderSettings:
     adapter: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("[encoder] model is empty")
         for key in ("batch_size", "max_seq_length"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -140,6 +142,12 @@ class SentenceTransformerEncoder:
         return self._encode(texts, self.settings.passage_prefix, self.settings.passage_prompt_name)
 
 
+def looks_local(model: str) -> bool:
+    """A model name that names a directory rather than a hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``, or
+    any path that exists)."""
+    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
+
+
 def load_sentence_transformer(model: str, device: str | None = None, adapter: str | None = None):
     """Load a sentence-transformers model from the hub or a local directory, with an optional adapter.
 
@@ -152,11 +160,11 @@ def load_sentence_transformer(model: str, device: str | None = None, adapter: st
     if not logger.isEnabledFor(logging.INFO):
         hf_logging.disable_progress_bar()  # keep stderr to one line on errors; -v shows them
 
-    looks_local = model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") > 1
-    if looks_local and not Path(model).expanduser().exists():
+    local = looks_local(model)
+    if local and not Path(model).expanduser().exists():
         raise ModelError(f"model path does not exist: {model}")
     try:
-        st = SentenceTransformer(str(Path(model).expanduser()) if looks_local else model, device=device)
+        st = SentenceTransformer(str(Path(model).expanduser()) if local else model, device=device)
     except Exception as exc:  # the hub, a corrupt directory, a missing config: one clear line
         raise ModelError(f"cannot load model {model!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     if adapter:

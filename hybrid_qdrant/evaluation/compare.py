@@ -5,7 +5,7 @@ Per setting and metric, a query's value is the weighted mean of its values over 
 mean over all queries is exactly the report's macro average (each slice weighs 1 / number of slices,
 shared equally by its queries). The resampling unit is the *cluster* of parallel queries (the question
 asked in every language: ``group_id``; a query without a group is its own cluster), never the single
-query: see ``hybrid_qdrant.significance``. A side may be several runs (one per training seed); the
+query: see ``hybrid_qdrant.evaluation.significance``. A side may be several runs (one per training seed); the
 interval is then a two-level bootstrap over clusters and runs, and the table adds each pair of runs'
 difference (the per-seed spread). The randomisation test is given for one run per side only: with a
 few seeds it cannot separate seed noise from a difference.
@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from hybrid_qdrant.errors import DataError
-from hybrid_qdrant.evaluation import SETTINGS
-from hybrid_qdrant.significance import (
+from hybrid_qdrant.evaluation.metrics import display_scale
+from hybrid_qdrant.evaluation.significance import (
     align_runs,
     cluster_codes,
     cluster_randomization_test,
     hierarchical_bootstrap,
 )
+from hybrid_qdrant.evaluation.slices import SETTINGS, Slice
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def setting_values(
     """
     defined: dict[str, dict[str, float]] = {}
     for key, queries in slices.items():
-        if key.split("/", 1)[0] != setting:
+        if Slice.parse(key).setting != setting:
             continue
         values = {q: v[metric] for q, v in queries.items() if metric in v and not math.isnan(v[metric])}
         if values:
@@ -95,8 +96,9 @@ def setting_values(
     return {q: sums[q] / weights[q] for q in sums}, weights
 
 
-def _load(path: str | Path):
-    from hybrid_qdrant.report import load_per_query
+def load_values(path: str | Path):
+    """The per-query values beside a report (DataError when missing or unreadable)."""
+    from hybrid_qdrant.evaluation.report import load_per_query
 
     try:
         return load_per_query(path)
@@ -106,7 +108,7 @@ def _load(path: str | Path):
         raise DataError(f"cannot read per-query values of {path}: {exc}") from exc
 
 
-def _groups(files: dict[Path, object]) -> dict[str, str]:
+def load_groups(files: dict[Path, object]) -> dict[str, str]:
     """The union of the files' query groups; DataError when two files disagree on a query."""
     groups: dict[str, str] = {}
     for path, values in files.items():
@@ -156,8 +158,8 @@ def compare_reports(
             groups, or they share too few queries.
     """
     paths_a, paths_b = _as_list(a), _as_list(b)
-    files = {p: _load(p) for p in (*paths_a, *paths_b)}
-    groups = _groups(files)
+    files = {p: load_values(p) for p in (*paths_a, *paths_b)}
+    groups = load_groups(files)
     rows: list[Comparison] = []
     for setting, metric in product(settings, metrics):
         sides = [
@@ -228,11 +230,6 @@ def caution(rows) -> str:
     )
 
 
-def scale(metric: str) -> float:
-    """Display scale of a metric: x 100 except rank distance (in ranks)."""
-    return 1.0 if metric.endswith("rank_distance") else 100.0
-
-
 def markdown_table(rows: list[Comparison], name_a: str = "A", name_b: str = "B") -> str:
     """The comparison as a Markdown table (values x 100 except rank distance)."""
     runs = any(r.runs_a > 1 or r.runs_b > 1 for r in rows)
@@ -242,7 +239,7 @@ def markdown_table(rows: list[Comparison], name_a: str = "A", name_b: str = "B")
     )
     lines = [head + (" runs | run-pair differences |" if runs else ""), "|---" * (10 + 2 * runs) + "|"]
     for r in rows:
-        s = scale(r.metric)
+        s = display_scale(r.metric)
         p_rand = "-" if r.p_randomization is None else f"{r.p_randomization:.4f}"
         line = (
             f"| {r.setting} | {r.metric} | {r.a * s:.2f} | {r.b * s:.2f} | {r.difference * s:+.2f} | "

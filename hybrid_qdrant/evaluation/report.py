@@ -14,7 +14,8 @@ from typing import Any
 
 from hybrid_qdrant.atomic_write import atomic_savefig, atomic_write_bytes
 from hybrid_qdrant.errors import ConfigError
-from hybrid_qdrant.evaluation import EvaluationResult
+from hybrid_qdrant.evaluation.evaluate import EvaluationResult
+from hybrid_qdrant.evaluation.slices import SETTINGS, Slice, grid_slice, setting_metric
 
 REPORT_VERSION = 1
 #: Version of the per-query file: 1 held only the slices; 2 adds each query's parallel group.
@@ -41,7 +42,7 @@ def report_dict(result: EvaluationResult, model: str, extra: dict[str, Any] | No
         },
         "metrics": result.metrics(),
         "slices": {
-            f"{r.slice.setting}/{r.slice.key}": {
+            r.slice.name: {
                 "queries": r.n_queries,
                 "dropped_no_relevant": r.n_dropped,
                 "exact_fallback": r.n_exact_fallback,
@@ -74,9 +75,14 @@ def per_query_dict(result: EvaluationResult) -> dict[str, object]:
     """The per-query file's content: values keyed ``{setting}/{q}-{p}`` then query id, and the groups."""
     return {
         "version": PER_QUERY_VERSION,
-        "slices": {f"{r.slice.setting}/{r.slice.key}": r.per_query for r in result.slices},
+        "slices": {r.slice.name: r.per_query for r in result.slices},
         "groups": result.groups,
     }
+
+
+def has_cross(report: dict[str, Any]) -> bool:
+    """Whether a report has the cross-lingual setting (its language grid and heatmap)."""
+    return setting_metric("cross", "map") in report["metrics"]
 
 
 def _fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -92,14 +98,14 @@ def markdown(report: dict[str, Any]) -> str:
         "| setting | mAP | R@1 | R@10 | nDCG@10 | R@100 | MRR@10 | rank distance |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for setting in ("mono", "cross", "multi"):
-        if f"{setting}/map" not in m:
+    for setting in SETTINGS:
+        if setting_metric(setting, "map") not in m:
             continue
         cells = [
-            _fmt(m.get(f"{setting}/{k}"))
+            _fmt(m.get(setting_metric(setting, k)))
             for k in ("map", "recall@1", "recall@10", "ndcg@10", "recall@100", "mrr@10")
         ]
-        rd = m.get(f"{setting}/rank_distance")
+        rd = m.get(setting_metric(setting, "rank_distance"))
         lines.append(f"| {setting} | " + " | ".join(cells) + f" | {'-' if rd is None else f'{rd:.1f}'} |")
     lines += ["", "Per query language (mAP x 100; cross = mean over the other languages as targets):", ""]
     lines += [
@@ -107,15 +113,17 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for q in langs:
-        cross = [m[f"cross/{q}-{p}/map"] for p in langs if p != q and f"cross/{q}-{p}/map" in m]
-        rd = m.get(f"multi/{q}-all/rank_distance")
+        cross_keys = [Slice("cross", q, p).metric("map") for p in langs if p != q]
+        cross = [m[key] for key in cross_keys if key in m]
+        multi = Slice("multi", q, None)
+        rd = m.get(multi.metric("rank_distance"))
         lines.append(
-            f"| {q} | {_fmt(m.get(f'mono/{q}-{q}/map'))} | "
+            f"| {q} | {_fmt(m.get(Slice('mono', q, q).metric('map')))} | "
             f"{_fmt(sum(cross) / len(cross) if cross else None)} | "
-            f"{_fmt(m.get(f'multi/{q}-all/map'))} | {_fmt(m.get(f'multi/{q}-all/recall@10'))} | "
+            f"{_fmt(m.get(multi.metric('map')))} | {_fmt(m.get(multi.metric('recall@10')))} | "
             f"{'-' if rd is None else f'{rd:.1f}'} |"
         )
-    if any(k.startswith("cross/") for k in m):
+    if has_cross(report):
         lines += [
             "",
             "Cross-lingual mAP x 100 (rows: query language, columns: passage language; diagonal: mono):",
@@ -123,9 +131,7 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         lines += ["| q \\ p | " + " | ".join(langs) + " |", "|---" * (len(langs) + 1) + "|"]
         for q in langs:
-            cells = [
-                _fmt(m.get(f"mono/{q}-{q}/map") if p == q else m.get(f"cross/{q}-{p}/map")) for p in langs
-            ]
+            cells = [_fmt(m.get(grid_slice(q, p).metric("map"))) for p in langs]
             lines.append(f"| {q} | " + " | ".join(cells) + " |")
     counts = report.get("counts", {})
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
@@ -153,7 +159,7 @@ def heatmap_png(report: dict[str, Any], path: Path, scale: str = "fixed") -> boo
         raise ValueError(f"scale must be one of {HEATMAP_SCALES}, got {scale!r}")
     m = report["metrics"]
     langs = report["languages"]
-    if not any(k.startswith("cross/") for k in m):
+    if not has_cross(report):
         return False
     import matplotlib
 
@@ -166,7 +172,7 @@ def heatmap_png(report: dict[str, Any], path: Path, scale: str = "fixed") -> boo
     grid = np.full((n, n), np.nan)
     for i, q in enumerate(langs):
         for j, p in enumerate(langs):
-            key = f"mono/{q}-{q}/map" if p == q else f"cross/{q}-{p}/map"
+            key = grid_slice(q, p).metric("map")
             if key in m:
                 grid[i, j] = 100 * m[key]
     low, high = (0.0, 100.0) if scale == "fixed" else (float(np.nanmin(grid)), float(np.nanmax(grid)))

@@ -1,0 +1,20 @@
+"""``hq``: the command-line shell over the library, one module per command group.
+
+- ``hq``: the typer application, error handling, logging;
+- ``options``: every option declared once, with the config key it sets;
+- ``jobs``: ``hq ingest``, ``hq evaluate``; ``compare``: ``hq compare``; ``train``: ``hq train``,
+  ``hq memory``; ``sweep``: ``hq sweep``; ``collections``: ``hq collections list / delete / alias``.
+"""
+
+from __future__ import annotations
+
+from hybrid_qdrant.cli import collections, compare, jobs, sweep, train  # noqa: F401  (importing them registers the commands)
+from hybrid_qdrant.cli.hq import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,515 @@
+"""The jobs, assembled here and only here: ingest a benchmark into a collection, evaluate an encoder on it.
+
+One typed, nested config per job (``JobConfig``, TOML tables ``[benchmark]``, ``[encoder]``, ``[cache]``,
+``[store]``, ``[collection]``, ``[evaluate]``, ``[report]``), loaded by ``hybrid_qdrant.config``. The CLI,
+``hq sweep`` and the benchmark scripts call ``ingest_job`` / ``evaluate_job``; they log, never print,
+never exit, and check everything they can before loading data or a model:
+
+1. the config (types, ranges, choices: when it is built);
+2. the report path (a writable ``.json`` name) and the server settings (URL, key, timeout);
+3. the store, reached before the model loads (a wrong URL or key fails within the timeout);
+4. the benchmark and the languages asked for;
+5. then the model, the ingestion (every passage checked by id and content hash) and the evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybrid_qdrant import config as typed
+from hybrid_qdrant.benchmarks import BENCHMARKS, load_benchmark
+from hybrid_qdrant.benchmarks.lareqa import ANSWER_RULES
+from hybrid_qdrant.encoding.cache import CachedEncoder
+from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.errors import ConfigError, StoreError
+from hybrid_qdrant.evaluation.evaluate import EvalOptions, EvaluationResult, evaluate
+from hybrid_qdrant.evaluation.ingest import IngestStats, ingest
+from hybrid_qdrant.evaluation.report import HEATMAP_SCALES, check_output, write_report
+from hybrid_qdrant.evaluation.slices import slices_for
+from hybrid_qdrant.store.collection_options import CollectionOptions
+from hybrid_qdrant.types import Benchmark
+
+logger = logging.getLogger(__name__)
+
+ON_ERROR = ("stop", "skip")
+
+
+@dataclass(frozen=True)
+class BenchmarkSection:
+    """``[benchmark]``: which set, which languages, and how it is read.
+
+    Attributes:
+        name: ``xquad-r``, ``mlqa-r``, ``beir`` or ``miracl``.
+        data_dir: local files (default: LAReQA downloads into the cache, MIRACL reads the hub).
+        languages: the languages to load and evaluate (default: the set's; MIRACL: the paper's 15).
+        split: BEIR qrels split (default ``test``) or MIRACL split (default ``dev``).
+        context: LAReQA: encode each sentence with its paragraph.
+        answer_rule: LAReQA: ``lareqa`` (the released code's rule) or ``strict``.
+        on_error: ``stop`` at the first bad record, or ``skip`` it and count it.
+    """
+
+    name: str = "xquad-r"
+    data_dir: str | None = None
+    languages: tuple[str, ...] = ()
+    split: str | None = None
+    context: bool = False
+    answer_rule: str = "lareqa"
+    on_error: str = "stop"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name.strip().lower())
+        object.__setattr__(self, "languages", tuple(lang.strip().lower() for lang in self.languages))
+        typed.choice(self.name, BENCHMARKS, "[benchmark] name")
+        typed.choice(self.answer_rule, ANSWER_RULES, "[benchmark] answer_rule")
+        typed.choice(self.on_error, ON_ERROR, "[benchmark] on_error")
+
+    def load(self) -> Benchmark:
+        """The benchmark (DataError for bad files or languages)."""
+        return load_benchmark(
+            self.name,
+            self.data_dir,
+            languages=list(self.languages) or None,
+            context=self.context,
+            split=self.split,
+            on_error=self.on_error,
+            answer_rule=self.answer_rule,
+        )
+
+
+@dataclass(frozen=True)
+class CacheSection:
+    """``[cache]``: the embedding cache (every text encoded once per model).
+
+    Attributes:
+        dir: cache root (default ``$HQ_CACHE_DIR`` or ``~/.cache/hybrid-qdrant``).
+        enabled: use it.
+    """
+
+    dir: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    """``[store]``: where collections live.
+
+    Attributes:
+        location: embedded store directory, or ``:memory:`` (ignored with ``url``).
+        url: a Qdrant server (``http(s)://host:6333``).
+        api_key_env: environment variable holding the server's API key (an error if named and unset).
+        api_key_file: file whose first line is the API key.
+        prefer_grpc: talk gRPC to the server.
+        timeout: seconds one server request may take in total; a call with its retries ends within
+            4 x timeout.
+        allow_insecure_key: send the key over plain http to a host other than this machine.
+    """
+
+    location: str = ".hq/qdrant"
+    url: str | None = None
+    api_key_env: str = "QDRANT_API_KEY"
+    api_key_file: str | None = None
+    prefer_grpc: bool = False
+    timeout: float = 30.0
+    allow_insecure_key: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionSection:
+    """``[collection]``: which collection, and how a new one is built.
+
+    Attributes:
+        name: collection or alias (default ``{benchmark}[-context]-{model}-{hash}``).
+        alias: zero-downtime re-index: fill ``{alias}_v{n}``, then switch the alias to it.
+        recreate: rebuild the collection from scratch; the old one stays until the new one is complete.
+        create: server collections: quantization, HNSW, shards, replicas, on-disk storage
+            (``[collection.create]``).
+    """
+
+    name: str | None = None
+    alias: str | None = None
+    recreate: bool = False
+    create: CollectionOptions = field(default_factory=CollectionOptions)
+
+    def __post_init__(self) -> None:
+        if self.alias and (self.name or self.recreate):
+            raise ConfigError(
+                "--alias writes a new versioned collection; it takes neither --collection nor --recreate"
+            )
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """``[report]``: where the report goes.
+
+    Attributes:
+        output: ``NAME.json``; ``NAME.md``, ``NAME.png`` and ``NAME.queries.json.gz`` go beside it.
+        heatmap_scale: ``fixed`` (0-100, comparable across reports) or ``auto`` (the data's range).
+        model_name: how the report names the model (default: ``[encoder] model``).
+    """
+
+    output: str | None = None
+    heatmap_scale: str = "fixed"
+    model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        typed.choice(self.heatmap_scale, HEATMAP_SCALES, "[report] heatmap_scale")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """An ingest or evaluate job; each section's class documents its keys."""
+
+    benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    cache: CacheSection = field(default_factory=CacheSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    collection: CollectionSection = field(default_factory=CollectionSection)
+    evaluate: EvalOptions = field(default_factory=EvalOptions)
+    report: ReportSection = field(default_factory=ReportSection)
+
+
+def load_job(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """A job config from a TOML file (or defaults) with ``{"section.key": value}`` overrides laid over it."""
+    return typed.load(path, JobConfig, overrides)
+
+
+# ----------------------------------------------------------------------------------------- assembly
+
+
+def store_kwargs(store: StoreSection, collection: CollectionSection) -> dict[str, Any]:
+    """``open_store`` keyword arguments of a job, every server setting checked (ConfigError) and the API
+    key resolved (from ``api_key_env`` or ``api_key_file``; remembered for scrubbing) before anything
+    connects."""
+    from hybrid_qdrant.store.connection import (
+        API_KEY_ENV,
+        check_server_settings,
+        check_timeout,
+        remember_secret,
+        resolve_api_key,
+    )
+
+    timeout = check_timeout(store.timeout)
+    kwargs: dict[str, Any] = {
+        "location": store.location,
+        "timeout": timeout,
+        "prefer_grpc": store.prefer_grpc,
+    }
+    create = {k: v for k, v in vars(collection.create).items() if v is not None}
+    if store.url:
+        env_name = store.api_key_env
+        if not isinstance(env_name, str) or not env_name.strip() or "=" in env_name:
+            raise ConfigError(f"--api-key-env must name an environment variable, got {env_name!r}")
+        raw = os.environ.get(env_name)
+        if raw and not store.api_key_file:
+            remember_secret(raw)  # masked even if the key is refused below
+        api_key = resolve_api_key(
+            None,
+            store.api_key_file,
+            environ=os.environ,
+            env_name=env_name,
+            required=env_name != API_KEY_ENV,  # named explicitly: it must be set
+        )
+        if api_key:
+            remember_secret(api_key)
+        check_server_settings(store.url, api_key, timeout, store.allow_insecure_key)
+        kwargs.update(url=store.url, api_key=api_key, allow_insecure_key=store.allow_insecure_key)
+        kwargs.update(api_key_env=env_name)
+    return {**kwargs, **create}
+
+
+def open_collection(cfg: JobConfig, name: str, **extra: Any):
+    """The store for collection (or alias) ``name`` at the job's location or server."""
+    from hybrid_qdrant.store import open_store
+
+    return open_store(collection=name, **{**store_kwargs(cfg.store, cfg.collection), **extra})
+
+
+def build_encoder(cfg: JobConfig):
+    """The job's sentence-transformers encoder, in the embedding cache unless ``[cache] enabled`` is off."""
+    encoder = SentenceTransformerEncoder(cfg.encoder)
+    return CachedEncoder(encoder, root=cfg.cache.dir) if cfg.cache.enabled else encoder
+
+
+def default_collection(benchmark: str, model: str, fingerprint: str, context: bool = False) -> str:
+    """``{benchmark}[-context]-{model-slug}-{hash8}``: another model, encoding or passage text (LAReQA's
+    sentence-with-paragraph ``context``) gets its own collection; language subsets share one (each
+    evaluation filters its own languages' pools)."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(model.rstrip("/")).name or model).strip("-").lower()[:40]
+    source = f"{benchmark}-context" if context else benchmark
+    return f"{source}-{slug}-{hashlib.sha1(fingerprint.encode()).hexdigest()[:8]}"
+
+
+def model_name(cfg: JobConfig) -> str:
+    """How a job's report names its model."""
+    return cfg.report.model_name or cfg.encoder.model
+
+
+def collection_name(cfg: JobConfig, benchmark: Benchmark, encoder) -> str:
+    """The collection a job writes and reads: ``[collection] alias`` or ``name``, or the default one."""
+    c = cfg.collection
+    return (
+        c.alias
+        or c.name
+        or default_collection(benchmark.name, cfg.encoder.model, encoder.fingerprint, cfg.benchmark.context)
+    )
+
+
+def prepare(cfg: JobConfig) -> Benchmark:
+    """Everything a job checks before the model loads: the report path, the server settings, the
+    benchmark and its languages, and the store (reached, so a wrong URL or key fails within the
+    timeout). Returns the loaded benchmark."""
+    if cfg.report.output:
+        check_output(cfg.report.output)
+    store_kwargs(cfg.store, cfg.collection)
+    benchmark = cfg.benchmark.load()
+    slices_for(benchmark, cfg.evaluate.settings, cfg.evaluate.languages)  # unknown languages fail now
+    with open_collection(cfg, cfg.collection.name or cfg.collection.alias or "hq-check"):
+        pass
+    return benchmark
+
+
+def ingest_benchmark(
+    benchmark: Benchmark,
+    encoder,
+    store,
+    on_error: str = "stop",
+    progress: Callable[[int], None] | None = None,
+    **kwargs: Any,
+) -> IngestStats:
+    """Write the benchmark's passages, streamed ones included (resuming a partial collection)."""
+    kwargs.setdefault("check_duplicates", not benchmark.streamed)  # a streamed corpus keeps memory flat
+    passages = benchmark.passages if not benchmark.streamed else benchmark.iter_passages()
+    return ingest(
+        passages,
+        encoder,
+        store,
+        on_error=on_error,
+        languages=benchmark.languages,
+        progress=progress,
+        **kwargs,
+    )
+
+
+@dataclass
+class IngestOutcome:
+    """What ``ingest_job`` did: the collection written, its points, the ingestion, a re-index."""
+
+    benchmark: Benchmark
+    collection: str
+    points: int
+    stats: IngestStats
+    reindex: ReindexResult | None = None
+
+
+def ingest_job(cfg: JobConfig, progress: Callable[[int], None] | None = None) -> IngestOutcome:
+    """Encode a benchmark's passages into the job's collection (idempotent, resumable); with ``[collection]
+    alias``, into a new ``{alias}_v{n}`` that the alias is then switched to.
+
+    Raises:
+        ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
+    """
+    benchmark = prepare(cfg)
+    encoder = build_encoder(cfg)
+    name = collection_name(cfg, benchmark, encoder)
+    with open_collection(cfg, name, recreate=cfg.collection.recreate) as store:
+
+        def write(target):
+            return ingest_benchmark(
+                benchmark, encoder, target, on_error=cfg.benchmark.on_error, progress=progress
+            )
+
+        if cfg.collection.alias:
+            done = reindex_with_alias(store, cfg.collection.alias, write)
+            return IngestOutcome(benchmark, done.collection, _count(store, done.collection), done.stats, done)
+        stats = write(store)
+        return IngestOutcome(benchmark, name, store.count(), stats)
+
+
+def _count(store, name: str) -> int:
+    with store.for_collection(name) as one:
+        return one.count()
+
+
+@dataclass
+class EvaluationRun:
+    """What ``run_evaluation`` produced."""
+
+    result: EvaluationResult
+    collection: str
+    ingest: IngestStats | None
+    timings: dict[str, float]
+    benchmark: Benchmark | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # the report's run details (collection, timings)
+    report: dict[str, Path] = field(default_factory=dict)  # the files written, by kind
+
+
+def evaluate_job(
+    cfg: JobConfig,
+    ingest_progress: Callable[[int], None] | None = None,
+    slice_progress: Callable[[Any], None] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> EvaluationRun:
+    """Evaluate the job's encoder on its benchmark through its collection (ingesting what is missing);
+    with ``[report] output``, write the report (JSON, Markdown, heatmap, per-query values).
+
+    Args:
+        cfg: the job.
+        ingest_progress / slice_progress: called after each ingested block / evaluated slice.
+        extra: more keys for the report's JSON.
+
+    Raises:
+        ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
+    """
+    benchmark = prepare(cfg)
+    encoder = build_encoder(cfg)
+    name = collection_name(cfg, benchmark, encoder)
+    with open_collection(cfg, name, recreate=cfg.collection.recreate) as store:
+        run = run_evaluation(
+            benchmark,
+            encoder,
+            store,
+            name,
+            cfg.evaluate,
+            ingest_progress=ingest_progress,
+            slice_progress=slice_progress,
+            on_error=cfg.benchmark.on_error,
+        )
+    run.benchmark = benchmark
+    details = {
+        "collection": name,
+        "timings": {k: round(v, 3) for k, v in run.timings.items()},
+        "model_fingerprint": encoder.fingerprint,
+        **(extra or {}),
+    }
+    run.details = details
+    if cfg.report.output:
+        run.report = write_report(
+            run.result, cfg.report.output, model_name(cfg), details, cfg.report.heatmap_scale
+        )
+    return run
+
+
+def run_evaluation(
+    benchmark: Benchmark,
+    encoder,
+    store,
+    collection: str,
+    options: EvalOptions | None = None,
+    ingest_progress: Callable[[int], None] | None = None,
+    slice_progress: Callable[[Any], None] | None = None,
+    on_error: str = "stop",
+) -> EvaluationRun:
+    """Make the collection hold exactly the benchmark's passages, encode the queries, evaluate.
+
+    Every passage is checked before scoring (its id stored with the same content hash, in batches, no
+    encoding): missing or changed ones are encoded and written (see ``ingest``); then each evaluated
+    language must hold exactly the benchmark's passages of that language, so the pools searched are
+    the benchmark's and nothing else. A collection with points the benchmark does not have (another
+    version of the data) is refused rather than scored.
+
+    Args:
+        benchmark: the loaded benchmark.
+        encoder: an ``Encoder`` (cached or not).
+        store: the opened store for ``collection``.
+        collection: its name (for the report).
+        options: EvalOptions.
+        on_error: bad passages stop the ingestion (``"stop"``) or are skipped and counted (``"skip"``).
+
+    Raises:
+        StoreError: the collection holds passages the benchmark does not have.
+    """
+    options = options or EvalOptions()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    stats = ingest_benchmark(benchmark, encoder, store, on_error=on_error, progress=ingest_progress)
+    langs = tuple(options.languages or benchmark.languages)
+    expected = {lang: stats.per_language.get(lang, 0) for lang in langs}
+    check_pools(store, collection, expected)
+    pool_is_collection = store.count() == sum(expected.values())
+    timings["ingest"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    query_vectors = encoder.encode_queries([q.text for q in benchmark.queries])  # (n_queries, dim)
+    timings["encode_queries"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    result = evaluate(
+        benchmark,
+        query_vectors,
+        store,
+        options,
+        progress=slice_progress,
+        pool_is_collection=pool_is_collection,
+    )
+    timings["retrieve_and_score"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    written = stats if stats.encoded else None
+    return EvaluationRun(result, collection, written, timings)
+
+
+def check_pools(store, collection: str, expected: dict[str, int]) -> None:
+    """Each language's point count must be the benchmark's passage count of that language.
+
+    Raises:
+        StoreError: a language holds more points (passages the benchmark does not have: another
+            version of the data) or fewer (a write that did not land).
+    """
+    for lang, want in expected.items():
+        have = store.count(lang)
+        if have > want:
+            raise StoreError(
+                f"collection '{collection}' holds {have} {lang} passages but the benchmark has {want}: it "
+                "holds passages this benchmark does not have (another version of the data?); evaluate into "
+                "another --collection or rebuild it with --recreate"
+            )
+        if have < want:
+            raise StoreError(
+                f"collection '{collection}' holds {have} of the benchmark's {want} {lang} passages after "
+                "ingestion; run again to write the missing ones"
+            )
+
+
+@dataclass
+class ReindexResult:
+    """What ``reindex_with_alias`` did: the collection written, the alias switch, the ingestion."""
+
+    alias: str
+    collection: str
+    previous: str | None
+    stats: IngestStats
+
+
+def reindex_with_alias(store, alias: str, write: Callable[[Any], IngestStats]) -> ReindexResult:
+    """Zero-downtime re-index: fill a new versioned collection, then switch ``alias`` to it atomically.
+
+    Queries through the alias keep hitting the old collection until the switch; the old collection is
+    kept (delete it with ``hq collections delete``). An interrupted re-index is resumed: the newest
+    ``{alias}_v{n}`` that the alias does not point to is an unfinished one and is filled up, not
+    started again.
+
+    Args:
+        store: a store opened at the location or server (any collection name).
+        alias: the alias queries use.
+        write: fills the store it is given (e.g. ``lambda s: ingest_benchmark(bench, enc, s)``).
+    """
+    from hybrid_qdrant.store.naming import next_version, versioned_name
+
+    previous = store.aliases().get(alias)
+    versions = [c for c in store.collections() if re.fullmatch(re.escape(alias) + r"_v\d+", c)]
+    newest = max(versions, key=lambda c: int(c.rsplit("_v", 1)[1]), default=None)
+    if newest is not None and newest != previous:
+        target = newest
+        logger.info("resuming the unfinished re-index into %s", target)
+    else:
+        target = next_version(alias, store.collections()) if versions else versioned_name(alias, 1)
+    with store.for_collection(target) as new_store:
+        stats = write(new_store)
+    store.set_alias(alias, target)
+    logger.info("alias %s -> %s (was %s)", alias, target, previous)
+    return ReindexResult(alias, target, previous, stats)
