@@ -111,6 +111,11 @@ class EvaluateConfig:
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        for key in ("languages", "settings"):  # "de,en" as the flags take it, not ['d', 'e', ',', ...]
+            if isinstance(getattr(self, key), str):
+                from hybrid_qdrant.training.config import comma_list
+
+                object.__setattr__(self, key, comma_list(getattr(self, key), key))
 
     def eval_options(self):
         """The ``EvalOptions`` of this config (full ranking by default on the LAReQA sets)."""

@@ -510,15 +510,25 @@ def _coerce(value: Any, hint: Any, where: str, dotted: str) -> Any:
     key = f"{where} {dotted.rpartition('.')[2]}"
     if origin in (typing.Union, types.UnionType):
         return _coerce(value, next(a for a in args if a is not type(None)), where, dotted)
-    if origin is tuple:
-        items = [value] if isinstance(value, (str, dict)) else value
+    if origin in (tuple, list):
+        item_type = args[0] if args else Any
+        if isinstance(value, str):
+            if item_type is not str:
+                raise ConfigError(
+                    f"{key} must be a list of {_hint_name(item_type)}s, got a string: write [...]"
+                )
+            items = comma_list(value, key)
+        else:
+            items = [value] if isinstance(value, dict) else value
         if not isinstance(items, list):
             raise ConfigError(f"{key} must be a list, got {_toml_type(value)}")
-        if dataclasses.is_dataclass(args[0]):
+        if dataclasses.is_dataclass(item_type):
             if not all(isinstance(item, dict) for item in items):
                 raise ConfigError(f"{key} must be tables: [[{dotted}]]")
-            return tuple(_build(args[0], item, f"[[{dotted}]]", dotted) for item in items)
-        return tuple(_coerce(item, args[0], where, dotted) for item in items)
+            built = [_build(item_type, item, f"[[{dotted}]]", dotted) for item in items]
+        else:
+            built = [_coerce(item, item_type, where, dotted) for item in items]
+        return tuple(built) if origin is tuple else built
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(f"{key} must be a table of strings")
@@ -540,6 +550,23 @@ def _coerce(value: Any, hint: Any, where: str, dotted: str) -> Any:
             raise ConfigError(f"{key} must be a string, got {_toml_type(value)}")
         return value
     raise TypeError(f"unsupported config type {hint!r}")  # a programming error, not a user error
+
+
+def comma_list(text: str, key: str) -> list[str]:
+    """``"de, en"`` -> ``["de", "en"]``: a string where a list of strings is expected, as the flags take it.
+
+    Raises:
+        ConfigError: an empty item (``""``, ``"de,,en"``, a trailing comma).
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ConfigError(f'{key} = {text!r} has an empty item; write ["de", "en"] or "de,en"')
+    return items
+
+
+def _hint_name(hint: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _toml_type(value: Any) -> str:
