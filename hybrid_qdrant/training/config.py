@@ -32,7 +32,7 @@ import tomllib
 
 from hybrid_qdrant.benchmarks.lareqa import SPECS as LAREQA_SETS
 from hybrid_qdrant.config import check_keys, read_toml
-from hybrid_qdrant.encoder import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX
+from hybrid_qdrant.encoder import DEFAULT_PASSAGE_PREFIX, DEFAULT_QUERY_PREFIX, looks_local
 from hybrid_qdrant.errors import ConfigError, ModelError
 
 SOURCE_KINDS = ("jsonl", "parquet", "hf", "lareqa", "mmarco")
@@ -63,11 +63,6 @@ def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
 def _at_least(value: float, low: float, where: str) -> None:
     if value < low:
         raise ConfigError(f"{where} = {value} must be >= {low}")
-
-
-def looks_local(model: str) -> bool:
-    """A model name that names a directory rather than a hub id (same rule as the encoder's loader)."""
-    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
 
 
 @dataclass(frozen=True)
