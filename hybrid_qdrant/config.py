@@ -55,11 +55,12 @@ def at_least(value: float | None, low: float, where: str) -> None:
         raise ConfigError(f"{where} = {value} must be >= {low}")
 
 
-def split_csv(value: str) -> list[str]:
-    """``"de, en"`` -> ``["de", "en"]``; an empty part is an error (``"de,,en"``)."""
+def split_csv(value: str, key: str = "") -> list[str]:
+    """``"de, en"`` -> ``["de", "en"]``: a string where a list of strings is expected, as the flags take
+    it; an empty item (``"de,,en"``, ``"de,"``, ``""``) is an error naming ``key``."""
     parts = [part.strip() for part in value.split(",")]
     if not all(parts):
-        raise ConfigError(f"{value!r}: an empty item in a comma-separated list")
+        raise ConfigError(f"{key + ' = ' if key else ''}{value!r} has an empty item")
     return parts
 
 
@@ -231,8 +232,11 @@ def _coerce(value: Any, hint: Any, where: str, dotted: str) -> Any:
             raise ConfigError(f"{key} must be a table: [{dotted}]")
         return build(hint, value, f"[{dotted}]", dotted)
     if origin in (tuple, list):
-        if isinstance(value, str) and args[0] is str:
-            value = split_csv(value)  # "de,en": as the command-line flags take it
+        if isinstance(value, str):
+            if args[0] is not str:
+                kind = {int: "integers", float: "numbers"}.get(args[0], "tables")
+                raise ConfigError(f"{key} must be a list of {kind}, got a string: write [...]")
+            value = split_csv(value, key)  # "de,en": as the command-line flags take it
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {_toml_type(value)}")
         if dataclasses.is_dataclass(args[0]):

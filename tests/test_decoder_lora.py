@@ -23,7 +23,7 @@ from hybrid_qdrant.store import open_store
 from hybrid_qdrant.training.config import config_from_dict
 from hybrid_qdrant.training.decoder import DEFAULT_INSTRUCTION, build_decoder_model
 from hybrid_qdrant.training.tiny_decoder import build_tiny_decoder
-from hybrid_qdrant.training.trainer import train
+from hybrid_qdrant.training.trainer import LOG_HISTORY, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAIRS = FIXTURES / "training" / "pairs.jsonl"
@@ -107,7 +107,7 @@ def test_lora_with_hybrid_batches_saves_an_adapter_that_reloads_on_the_base_and_
     adapter = load_file(str(final / "adapter_model.safetensors"))
     assert adapter and all("lora_" in key for key in adapter)
     assert any(np.abs(v).max() > 0 for k, v in adapter.items() if "lora_B" in k)  # it trained
-    state = json.loads((final.parent / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8"))
+    state = json.loads((final.parent / LOG_HISTORY).read_text(encoding="utf-8"))
     shares = [log["mono_share"] for log in state["log_history"] if "loss" in log]
     assert len(shares) == 4 and all(0.0 <= s <= 1.0 for s in shares)
 

@@ -88,6 +88,76 @@ def test_empty_input(tmp_path):
     assert cached.encode_queries([]).shape == (0, KeywordEncoder.dim)
 
 
+# ------------------------------------------------------------------------- chunks and progress
+
+
+class Interrupted(KeywordEncoder):
+    """Ctrl-C while encoding the chunk after ``chunks`` finished ones; records every chunk's size."""
+
+    def __init__(self, chunks: int | None = None) -> None:
+        super().__init__()
+        self.chunks, self.sizes = chunks, []
+
+    def _encode(self, texts):
+        if self.chunks is not None and len(self.sizes) == self.chunks:
+            raise KeyboardInterrupt
+        self.sizes.append(len(texts))
+        return super()._encode(texts)
+
+
+TEXTS = [f"the cat number {i} sits" + " long" * (i % 3) for i in range(9)]
+
+
+def test_an_interrupted_run_keeps_every_finished_chunk_and_the_rerun_encodes_the_rest(tmp_path):
+    first = Interrupted(chunks=2)
+    with pytest.raises(KeyboardInterrupt):
+        CachedEncoder(first, root=tmp_path, chunk_size=2).encode_passages(TEXTS)
+    cache = EmbeddingCache(first.fingerprint, tmp_path)
+    assert first.sizes == [2, 2] and len(shard_files(cache)) == 2  # one whole shard per finished chunk
+    _, missing = cache.get("passage", TEXTS)
+    assert len(missing) == 9 - 4
+
+    rerun = Interrupted()
+    out = CachedEncoder(rerun, root=tmp_path, chunk_size=2).encode_passages(TEXTS)
+    assert rerun.encoded == 5 and rerun.sizes == [2, 2, 1]
+    np.testing.assert_array_equal(out, KeywordEncoder().encode_passages(TEXTS))
+
+
+def test_progress_reports_the_reused_texts_then_each_chunk(tmp_path):
+    events = []
+    cached = CachedEncoder(KeywordEncoder(), root=tmp_path, chunk_size=4, progress=events.append)
+    cached.encode_queries(TEXTS[:3])
+    assert [(e.role, e.total, e.reused, e.encoded) for e in events] == [
+        ("query", 3, 0, 0),
+        ("query", 3, 0, 3),
+    ]
+    events.clear()
+    cached.encode_queries(TEXTS)
+    assert [(e.reused, e.encoded) for e in events] == [(3, 0), (3, 4), (3, 6)]
+    assert events[0].to_encode == 6
+    events.clear()
+    own = []
+    cached.encode_queries(TEXTS, progress=own.append)  # a call's own callback wins over the attribute
+    assert events == [] and [(e.reused, e.encoded, e.to_encode) for e in own] == [(9, 0, 0)]
+
+
+def test_chunks_grow_from_one_batch_while_encoding_is_fast(tmp_path, monkeypatch):
+    from hybrid_qdrant.encoding import cache as embedding_cache
+
+    texts = [f"text {i}" for i in range(200)]
+    fast = Interrupted()
+    cached = CachedEncoder(fast, root=tmp_path / "a")
+    cached.batch_size = 2
+    cached.encode_passages(texts)
+    assert fast.sizes[:6] == [2, 4, 8, 16, 32, 64] and max(fast.sizes) <= 64 * 2 and sum(fast.sizes) == 200
+    monkeypatch.setattr(embedding_cache, "CHUNK_SECONDS", 0.0)  # every chunk counts as slow: one batch each
+    slow = Interrupted()
+    cached = CachedEncoder(slow, root=tmp_path / "b")
+    cached.batch_size = 8
+    cached.encode_passages(texts[:20])
+    assert slow.sizes == [8, 8, 4]
+
+
 # ------------------------------------------------------------------------- never a wrong vector
 
 

@@ -127,6 +127,34 @@ def test_e5_mistral_7b_lora_fits_one_80gb_gpu():
     assert "fits:" in result.describe().splitlines()[-1]
 
 
+def test_frozen_token_embeddings_carry_no_gradients_nor_adamw_moments():
+    # training/cpu-small.toml: multilingual-e5-small (117,653,760 parameters, 250037 x 384 token embeddings)
+    # in fp32 with freeze_embeddings = true; 21,639,552 parameters train
+    config = load_config(
+        ROOT / "training" / "cpu-small.toml", {"model.name": "intfloat/multilingual-e5-small"}
+    )
+    assert config.train.freeze_embeddings and config.lora is None
+    frozen = setup_from_config(config, gpu_memory=16 * GIB)
+    assert frozen.weight_dtype == "fp32" and frozen.frozen_embedding_params == 250037 * 384
+    assert frozen.trainable_params == 117_653_760 - 96_014_208 == 21_639_552
+    parts = estimate(frozen).components
+    assert parts["weights (fp32)"] == 117_653_760 * 4  # the frozen matrix is still held
+    assert parts["gradients"] == 21_639_552 * 4
+    assert parts["AdamW moments (2 per parameter)"] == 21_639_552 * 8
+    assert "0.02 B of 0.12 B parameters in fp32 (token embeddings 250037 x 384 frozen)" in (
+        estimate(frozen).describe()
+    )
+    every = estimate(Setup(**{**frozen.__dict__, "freeze_embeddings": False})).components
+    assert (
+        every["gradients"] == 117_653_760 * 4 and every["AdamW moments (2 per parameter)"] == 117_653_760 * 8
+    )
+    lora = Setup(**{**frozen.__dict__, "lora_r": 8})  # LoRA freezes the whole base already
+    assert (
+        lora.frozen_embedding_params == 0
+        and estimate(lora).components["gradients"] == lora.trainable_params * 4
+    )
+
+
 def test_34b_full_fine_tuning_is_refused_on_one_80gb_gpu_in_one_line():
     config = load_config(YI)
     full = setup_from_config(config, gpu_memory=80 * GIB, gpus=1)

@@ -326,7 +326,11 @@ def test_offline_download_fails_clearly_and_writes_nothing(tmp_path, monkeypatch
         raise urllib.error.URLError("Temporary failure in name resolution")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    expected = r"cannot download https://.*/xquad-r/en\.json: .*\(offline\? pass --data-dir\)"
+    where = str(tmp_path / "lareqa" / "xquad-r" / "en.json")
+    expected = (
+        r"cannot download https://.*/xquad-r/en\.json: .*\(offline\? pass --data-dir, .* put the file at "
+    )
+    expected += re.escape(where) + r"\)$"
     with pytest.raises(DataError, match=expected):
         load_lareqa("xquad-r", None, ["en"], cache_dir=tmp_path)
     assert list(tmp_path.rglob("*.json*")) == []

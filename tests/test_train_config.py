@@ -118,6 +118,46 @@ def test_overrides_parse_toml_values_and_are_checked():
         parse_override("alpha")
 
 
+def test_a_comma_separated_string_is_a_list_of_strings(tmp_path):
+    config = build({"data.languages": "de, en", "lora.target_modules": "q_proj,v_proj"})
+    assert config.data.languages == ("de", "en")
+    assert config.lora.target_modules == ("q_proj", "v_proj")
+    assert build({"output.report_to": "none"}).output.report_to == ("none",)
+    assert build(dict([parse_override("data.languages=de,en")])).data.languages == ("de", "en")
+    for text in ("de,,en", "de,", ""):
+        with pytest.raises(ConfigError, match=r"\[data\] languages = .* has an empty item"):
+            build({"data.languages": text})
+
+
+def test_a_string_where_numbers_are_expected_is_refused():
+    from dataclasses import dataclass
+
+    from hybrid_qdrant.config import build as _build
+
+    @dataclass(frozen=True)
+    class Grid:
+        alphas: tuple[float, ...] = ()
+        seeds: list[int] | None = None
+
+    assert _build(Grid, {"alphas": [0, 0.5], "seeds": [1, 2]}, "[sweep]", "sweep") == Grid((0.0, 0.5), [1, 2])
+    with pytest.raises(ConfigError, match=r"^\[sweep\] alphas must be a list of numbers, got a string"):
+        _build(Grid, {"alphas": "0,0.5"}, "[sweep]", "sweep")
+    with pytest.raises(ConfigError, match=r"^\[sweep\] seeds must be a list of integers, got a string"):
+        _build(Grid, {"seeds": "1"}, "[sweep]", "sweep")
+
+
+def test_job_config_takes_comma_separated_languages_and_settings(tmp_path):
+    from hybrid_qdrant.evaluation.jobs import load_job
+
+    (tmp_path / "e.toml").write_text(
+        '[benchmark]\nlanguages = "de,en"\n[evaluate]\nsettings = "mono"\n', encoding="utf-8"
+    )
+    config = load_job(tmp_path / "e.toml")
+    assert (config.benchmark.languages, config.evaluate.settings) == (("de", "en"), ("mono",))
+    with pytest.raises(ConfigError, match=r"\[evaluate\] settings = 'mono,' has an empty item"):
+        load_job(None, {"evaluate.settings": "mono,"})
+
+
 def test_config_round_trips_through_toml(tmp_path):
     import tomli_w
 

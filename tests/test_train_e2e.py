@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from hybrid_qdrant.cli.train import train as train_command
 from hybrid_qdrant.training.config import config_from_dict
-from hybrid_qdrant.training.trainer import train
+from hybrid_qdrant.training.trainer import LOG_HISTORY, train
 
 FIXTURES = Path(__file__).parent / "fixtures" / "training"
 PAIRS = FIXTURES / "pairs.jsonl"
@@ -75,7 +76,9 @@ def test_hybrid_training_through_the_command_saves_a_model_with_prompts(tmp_path
     before, after = weights(Path(tiny_model)), weights(final)
     assert any(not np.allclose(before[k], after[k]) for k in before)  # it trained
 
-    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert not list(out.glob("checkpoint-*"))  # a finished run keeps no checkpoint: resume needs none
+    state = json.loads((out / LOG_HISTORY).read_text(encoding="utf-8"))
+    assert state["steps"] == 4
     train_logs = [log for log in state["log_history"] if "loss" in log]
     assert len(train_logs) == 4
     assert all(
@@ -105,8 +108,14 @@ class Crash(TrainerCallback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_after_a_crash_continues_to_the_uninterrupted_result(tmp_path, tiny_model):
-    whole = train(config_from_dict(run_config(tiny_model, tmp_path / "whole")))
+def test_resume_after_a_crash_continues_to_the_uninterrupted_result(tmp_path, tiny_model, caplog):
+    whole = train(
+        config_from_dict(run_config(tiny_model, tmp_path / "whole", output={"keep_checkpoints": True}))
+    )
+    assert sorted(p.name for p in (tmp_path / "whole").glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
 
     crashed = run_config(tiny_model, tmp_path / "crashed")
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -116,12 +125,14 @@ def test_resume_after_a_crash_continues_to_the_uninterrupted_result(tmp_path, ti
 
     resumed = copy.deepcopy(crashed)
     resumed["train"]["resume"] = True
-    final = train(config_from_dict(resumed))
+    with caplog.at_level(logging.INFO, logger="hybrid_qdrant.training.trainer"):
+        final = train(config_from_dict(resumed))
+    assert f"saved the model to {final} (" in caplog.text
+    assert "removed checkpoint-2, checkpoint-4 (" in caplog.text and "keep_checkpoints = true" in caplog.text
 
-    state = json.loads(
-        (tmp_path / "crashed" / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8")
-    )
-    assert state["global_step"] == 4
+    state = json.loads((tmp_path / "crashed" / LOG_HISTORY).read_text(encoding="utf-8"))
+    assert state["steps"] == 4
+    assert not list((tmp_path / "crashed").glob("checkpoint-*"))
     expected, got = weights(whole), weights(final)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-6, err_msg=key)
@@ -146,5 +157,5 @@ def test_cross_only_symmetric_loss_on_mmarco_with_frozen_embeddings(tmp_path, ti
     embedding = next(k for k in before if k.endswith("word_embeddings.weight"))
     np.testing.assert_array_equal(before[embedding], after[embedding])
     assert any(not np.allclose(before[k], after[k]) for k in before if k != embedding)
-    state = json.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text(encoding="utf-8"))
+    state = json.loads((tmp_path / "run" / LOG_HISTORY).read_text(encoding="utf-8"))
     assert [log["cross_share"] for log in state["log_history"] if "loss" in log] == [1.0, 1.0]

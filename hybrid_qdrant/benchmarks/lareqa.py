@@ -146,7 +146,10 @@ def download(url: str, dest: Path, timeout: float = DEFAULT_TIMEOUT) -> Path:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read()
     except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, bad URLs
-        raise DataError(f"cannot download {url}: {exc} (offline? pass --data-dir)") from exc
+        raise DataError(
+            f"cannot download {url}: {exc} (offline? pass --data-dir, or [[data.sources]] path when "
+            f"training, or put the file at {dest})"
+        ) from exc
     try:
         json.loads(data)
     except ValueError as exc:

@@ -94,6 +94,9 @@ def setup_logging(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _ScrubSecrets) for f in handler.filters):
             handler.addFilter(_ScrubSecrets())
+    from hybrid_qdrant.encoding.encoder import route_hub_logging
+
+    route_hub_logging()  # huggingface_hub's warnings once, through these handlers
 
 
 def command(group: typer.Typer, name: str, **kwargs):

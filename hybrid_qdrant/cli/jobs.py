@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,38 @@ from hybrid_qdrant.cli.options import (
 )
 
 
-def _progress(total: int | None, desc: str):
+@contextmanager
+def progress_bars() -> Iterator[Any]:
+    """A ``JobProgress`` that draws a labelled bar per phase on stderr (when it is a terminal) and prints
+    notes (such as what the embedding cache reused) as lines; the bars close with the block."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="", disable=not sys.stderr.isatty(), leave=False)
+    from hybrid_qdrant.evaluation.jobs import JobProgress  # heavy: imported when a job runs, not for --help
+
+    class Bars(JobProgress):
+        def __init__(self) -> None:
+            self.bars: dict[str, Any] = {}
+
+        def start(self, phase: str, total: int | None) -> None:
+            if phase in self.bars:
+                self.bars.pop(phase).close()
+            self.bars[phase] = tqdm(
+                total=total, desc=phase, unit="", disable=not sys.stderr.isatty(), leave=False
+            )
+
+        def advance(self, phase: str, n: int = 1) -> None:
+            if phase in self.bars:
+                self.bars[phase].update(n)
+
+        def note(self, message: str) -> None:
+            typer.echo(message, err=True)
+
+    bars = Bars()
+    try:
+        yield bars
+    finally:
+        for bar in bars.bars.values():
+            bar.close()
 
 
 def _echo_loader_skips(benchmark) -> None:
@@ -47,8 +77,8 @@ def ingest(config: Path | None, overrides: dict[str, Any], verbose: bool) -> Non
     from hybrid_qdrant.evaluation.jobs import ingest_job, load_job
 
     cfg = load_job(config, overrides)
-    with _progress(None, "passages") as bar:
-        done = ingest_job(cfg, progress=bar.update)
+    with progress_bars() as progress:
+        done = ingest_job(cfg, progress)
     stats = done.stats
     typer.echo(
         f"collection {done.collection}: {done.points} points ({stats.encoded} written, "
@@ -78,8 +108,8 @@ def evaluate(config: Path | None, overrides: dict[str, Any], verbose: bool) -> N
     from hybrid_qdrant.evaluation.report import markdown, report_dict
 
     cfg = load_job(config, overrides)
-    with _progress(None, "passages") as bar, _progress(None, "settings") as slices:
-        run = evaluate_job(cfg, ingest_progress=bar.update, slice_progress=lambda _: slices.update(1))
+    with progress_bars() as progress:
+        run = evaluate_job(cfg, progress)
     typer.echo(markdown(report_dict(run.result, model_name(cfg), run.details)))
     if run.report:
         typer.echo("wrote " + ", ".join(str(p) for p in run.report.values()))

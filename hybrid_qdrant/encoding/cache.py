@@ -14,6 +14,12 @@ files ``NNNNNNNN-{random}.emb``. Why several processes and threads can share it:
 - writers of a role hold an advisory lock (``{role}/.lock``) while they number a shard and skip texts
   another writer stored meanwhile; readers take no lock and pick up new shards on a miss.
 
+Missing texts are encoded in chunks, each stored as soon as it is encoded, so an interrupted job (Ctrl-C,
+a crash) keeps everything but the chunk in flight: a chunk starts at one encoder batch and doubles while
+a chunk takes under ``CHUNK_SECONDS`` (on a GPU one batch is milliseconds of work, so a shard per batch
+would cost more than it saves). A ``progress`` callback hears how many texts were reused from the cache,
+then the count encoded after each chunk.
+
 The cache is optional: when it cannot be written (disk full, read-only, no permission) the job logs one
 warning naming the path and goes on without caching; an unreadable shard is a miss.
 
@@ -33,6 +39,7 @@ import os
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +63,35 @@ MAGIC = b"HQEMB\x01\n\x00"
 HEADER = struct.Struct("<8sII")  # magic, rows, dim
 SUFFIX = ".emb"
 _DTYPE = np.dtype("<f4")
+#: A chunk of missing texts grows (doubling from one encoder batch) while encoding it takes less than this.
+CHUNK_SECONDS = 1.0
+#: ... up to this many encoder batches.
+MAX_CHUNK_BATCHES = 64
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class EncodeProgress:
+    """Where one ``encode_queries`` / ``encode_passages`` call stands (what a progress bar shows).
+
+    Attributes:
+        role: ``query`` or ``passage``.
+        total: texts asked for.
+        reused: of them, read from the cache (known at the first report, before anything is encoded).
+        encoded: of the others, encoded and stored so far: 0 at the first report, then after each chunk.
+    """
+
+    role: str
+    total: int
+    reused: int
+    encoded: int
+
+    @property
+    def to_encode(self) -> int:
+        return self.total - self.reused
+
+
+Progress = Callable[[EncodeProgress], None]
 
 
 def default_cache_dir() -> Path:
@@ -328,21 +364,54 @@ class EmbeddingCache:
             index[digest] = (name, row)
 
     def encode(
-        self, role: str, texts: Sequence[str], encode_fn: Callable[[list[str]], np.ndarray]
+        self,
+        role: str,
+        texts: Sequence[str],
+        encode_fn: Callable[[list[str]], np.ndarray],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_size: int | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
-        """Vectors of texts: cached rows read, missing rows encoded with ``encode_fn`` and stored."""
+        """Vectors of texts: cached rows read, missing rows encoded with ``encode_fn`` chunk by chunk, each
+        chunk stored as soon as it is encoded (an interruption loses the chunk in flight only).
+
+        Args:
+            batch_size: the encoder's batch size: the first chunk, and the unit chunks grow by.
+            chunk_size: a fixed chunk size instead (texts).
+            progress: called with an :class:`EncodeProgress` before encoding and after each chunk.
+        """
+        if not texts:
+            return np.asarray(encode_fn([]), dtype=np.float32)
         cached, missing = self.get(role, texts)
+        total, reused = len(texts), len(texts) - len(missing)
+        if progress is not None:
+            progress(EncodeProgress(role, total, reused, 0))
         if not missing and cached is not None:
             return cached
-        fresh = encode_fn([texts[i] for i in missing])  # (len(missing), dim)
-        if cached is not None and cached.shape[1] != fresh.shape[1]:  # never mix sizes: encode all
-            self._warn_once("dim", "embedding cache %s holds vectors of another size; ignoring it", self.dir)
-            return encode_fn(list(texts))
-        self.put(role, [texts[i] for i in missing], fresh)
-        if cached is None:
-            cached = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)
-        cached[missing] = fresh
-        logger.info("%s embeddings: %d cached, %d encoded", role, len(texts) - len(missing), len(missing))
+        order = sorted(missing, key=lambda i: -len(texts[i]))  # like lengths together: less padding
+        size = chunk_size or batch_size
+        done = 0
+        while done < len(order):
+            chunk = order[done : done + size]
+            start = time.perf_counter()
+            fresh = encode_fn([texts[i] for i in chunk])  # (len(chunk), dim)
+            elapsed = time.perf_counter() - start
+            if cached is not None and cached.shape[1] != fresh.shape[1]:  # never mix sizes: encode all
+                self._warn_once(
+                    "dim", "embedding cache %s holds vectors of another size; ignoring it", self.dir
+                )
+                return encode_fn(list(texts))
+            self.put(role, [texts[i] for i in chunk], fresh)
+            if cached is None:
+                cached = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)  # (n, dim)
+            cached[chunk] = fresh
+            done += len(chunk)
+            if progress is not None:
+                progress(EncodeProgress(role, total, reused, done))
+            if chunk_size is None and elapsed < CHUNK_SECONDS and size < MAX_CHUNK_BATCHES * batch_size:
+                size *= 2
+        logger.info("%s embeddings: %d cached, %d encoded", role, reused, len(missing))
         return cached
 
     # ----------------------------------------------------------------- internals
@@ -380,20 +449,43 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 class CachedEncoder:
-    """Wraps an Encoder so that each text is encoded once per fingerprint, across runs."""
+    """Wraps an Encoder so that each text is encoded once per fingerprint, across runs.
 
-    def __init__(self, encoder, cache: EmbeddingCache | None = None, root: str | Path | None = None) -> None:
+    Missing texts are encoded in chunks stored as they complete (see the module docstring); ``progress``
+    (settable at any time) hears each call's reused count and the texts encoded after each chunk.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        cache: EmbeddingCache | None = None,
+        root: str | Path | None = None,
+        *,
+        progress: Progress | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
         self.encoder = encoder
         self.dim = encoder.dim
         self.fingerprint = encoder.fingerprint
         self.cache = (
             cache if cache is not None else EmbeddingCache(encoder.fingerprint, root)
         )  # an empty cache is falsy
+        self.progress = progress
+        self.chunk_size = chunk_size
+        settings = getattr(encoder, "settings", None)
+        self.batch_size = getattr(settings, "batch_size", None) or DEFAULT_BATCH_SIZE
 
-    def _encode(self, role: str, texts: Sequence[str], encode_fn) -> np.ndarray:
+    def _encode(self, role: str, texts: Sequence[str], encode_fn, progress: Progress | None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.cache.encode(role, texts, encode_fn)  # (n, dim)
+        out = self.cache.encode(
+            role,
+            texts,
+            encode_fn,
+            batch_size=self.batch_size,
+            chunk_size=self.chunk_size,
+            progress=progress or self.progress,
+        )  # (n, dim)
         if isinstance(self.dim, int) and out.shape[1] != self.dim:  # a foreign cache: never its vectors
             logger.warning(
                 "embedding cache %s gave %d-d vectors for a %d-d model; ignoring it",
@@ -404,8 +496,8 @@ class CachedEncoder:
             return encode_fn(list(texts))
         return out
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode("query", texts, self.encoder.encode_queries)
+    def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return self._encode("query", texts, self.encoder.encode_queries, progress)
 
-    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode("passage", texts, self.encoder.encode_passages)
+    def encode_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return self._encode("passage", texts, self.encoder.encode_passages, progress)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,6 +23,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 DEFAULT_QUERY_PREFIX = "query: "
 DEFAULT_PASSAGE_PREFIX = "passage: "
+#: Seconds the one reachability check of the Hugging Face hub may take before a hub id counts as offline.
+HUB_CHECK_SECONDS = 3.0
+#: What to do when a hub id cannot be fetched (the end of the one-line error).
+LOCAL_MODEL_HINT = (
+    "download it where the hub is reachable and pass --model PATH (a sentence-transformers folder)"
+)
+#: Folder names that say nothing about the model: :func:`model_label` names them by their parent.
+GENERIC_FOLDERS = frozenset({"final", "model", "best", "latest", "output", "merged"})
+_CHECKPOINT = re.compile(r"checkpoint-\d+")
+_SNAPSHOT = re.compile(r"[0-9a-f]{40}")
 
 
 @runtime_checkable
@@ -143,28 +157,145 @@ class SentenceTransformerEncoder:
 
 
 def looks_local(model: str) -> bool:
-    """A model name that names a directory rather than a hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``, or
-    any path that exists)."""
+    """A model name that names a directory rather than a hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``, or a
+    folder that exists)."""
     return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
+
+
+def model_label(model: str) -> str:
+    """A short, meaningful name for a model (hub id or folder), e.g. for default collection names.
+
+    ``intfloat/multilingual-e5-small`` -> ``multilingual-e5-small``; a folder -> its name, except names
+    that say nothing: ``runs/x/final`` -> ``x`` (the run), ``runs/x/checkpoint-50`` -> ``x-checkpoint-50``,
+    a Hugging Face cache snapshot ``.../models--org--name/snapshots/<hash>`` -> ``name``.
+    """
+    text = model.rstrip("/\\") or model
+    if not looks_local(model):
+        return text.rsplit("/", 1)[-1]
+    path = Path(os.path.abspath(Path(text).expanduser()))  # "." and "final/.." named, links kept as written
+    parent = path.parent
+    if (
+        _SNAPSHOT.fullmatch(path.name)
+        and parent.name == "snapshots"
+        and parent.parent.name.startswith("models--")
+    ):
+        return parent.parent.name.split("--")[-1]
+    if path.name.lower() in GENERIC_FOLDERS and parent.name:
+        return parent.name
+    if _CHECKPOINT.fullmatch(path.name) and parent.name:
+        return f"{parent.name}-{path.name}"
+    return path.name or text
+
+
+def hub_unreachable(timeout: float = HUB_CHECK_SECONDS) -> str | None:
+    """Why the Hugging Face hub cannot be used now, or None when it answers.
+
+    ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set, or one request to the endpoint (``HF_ENDPOINT``,
+    proxies honoured) that fails or takes longer than ``timeout`` seconds: one attempt, no retries.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    if constants.HF_HUB_OFFLINE or any(
+        (v or "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in flags
+    ):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)  # any HTTP answer will do
+    except Exception as exc:  # DNS, refused, timeout, TLS, offline mode: the hub is of no use
+        return f"the hub ({constants.ENDPOINT}) is unreachable ({type(exc).__name__}; offline?)"
+    return None
+
+
+def in_hub_cache(model: str) -> bool:
+    """Whether the local Hugging Face cache holds a copy of the hub model (its config)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = os.environ.get("SENTENCE_TRANSFORMERS_HOME")  # sentence-transformers' own cache, when set
+    return any(
+        isinstance(try_to_load_from_cache(model, name, cache_dir=cache), str)
+        for name in ("modules.json", "config.json")
+    )
+
+
+def use_hub_cache_only(model: str) -> bool:
+    """Whether a hub id must load from the local cache: True when the hub cannot be reached (one short
+    check instead of minutes of retries) and the cache holds the model, False when the hub answers.
+
+    Raises:
+        ModelError: the hub cannot be reached and the model is not in the local cache.
+    """
+    reason = hub_unreachable()
+    if reason is None:
+        return False
+    if not in_hub_cache(model):
+        raise ModelError(
+            f"model {model!r} is not in the local Hugging Face cache and {reason}; {LOCAL_MODEL_HINT}"
+        )
+    logger.info("%s: loading %s from the local Hugging Face cache", reason, model)
+    return True
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """huggingface_hub's offline mode for this process while inside: every file from the cache, no request.
+
+    ``local_files_only`` alone does not reach every lookup (transformers still asks the hub for an
+    ``adapter_config.json``, with five retries), so the library's own switch is flipped, then restored.
+    """
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def route_hub_logging() -> None:
+    """Print each huggingface_hub warning once.
+
+    huggingface_hub gives its logger a stderr handler of its own and lets records propagate too, so under an
+    application that configured logging (``hq``) every warning printed twice. When the root logger has a
+    handler, the library's default handler is dropped and records go through the application's (its
+    format, its secret scrubbing).
+    """
+    if not logging.getLogger().handlers:
+        return
+    hub = logging.getLogger("huggingface_hub")
+    for handler in list(hub.handlers):
+        default = type(handler) is logging.StreamHandler and handler.formatter is None
+        if default and handler.stream in (sys.stderr, sys.__stderr__):
+            hub.removeHandler(handler)
 
 
 def load_sentence_transformer(model: str, device: str | None = None, adapter: str | None = None):
     """Load a sentence-transformers model from the hub or a local directory, with an optional adapter.
 
+    A hub id is fetched only when one short request reaches the hub; otherwise it loads from the local
+    cache or fails at once (:func:`use_hub_cache_only`).
+
     Raises:
-        ModelError: the path does not exist, or the hub id cannot be loaded.
+        ModelError: the path does not exist, or the hub id cannot be loaded (with the fix when offline).
     """
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     if not logger.isEnabledFor(logging.INFO):
         hf_logging.disable_progress_bar()  # keep stderr to one line on errors; -v shows them
+    route_hub_logging()
 
     local = looks_local(model)
     if local and not Path(model).expanduser().exists():
         raise ModelError(f"model path does not exist: {model}")
+    cache_only = not local and use_hub_cache_only(model)
     try:
-        st = SentenceTransformer(str(Path(model).expanduser()) if local else model, device=device)
+        with hub_offline() if cache_only else contextlib.nullcontext():
+            st = SentenceTransformer(
+                str(Path(model).expanduser()) if local else model, device=device, local_files_only=cache_only
+            )
     except Exception as exc:  # the hub, a corrupt directory, a missing config: one clear line
         raise ModelError(f"cannot load model {model!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     if adapter:

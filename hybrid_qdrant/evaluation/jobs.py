@@ -21,14 +21,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hybrid_qdrant import config as typed
 from hybrid_qdrant.benchmarks import BENCHMARKS, load_benchmark
 from hybrid_qdrant.benchmarks.lareqa import ANSWER_RULES
-from hybrid_qdrant.encoding.cache import CachedEncoder
-from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
+from hybrid_qdrant.encoding.cache import CachedEncoder, EncodeProgress
+from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder, model_label
 from hybrid_qdrant.errors import ConfigError, StoreError
 from hybrid_qdrant.evaluation.evaluate import EvalOptions, EvaluationResult, evaluate
 from hybrid_qdrant.evaluation.ingest import IngestStats, ingest
@@ -181,6 +182,40 @@ def load_job(path: str | Path | None = None, overrides: dict[str, Any] | None = 
     return typed.load(path, JobConfig, overrides)
 
 
+# ----------------------------------------------------------------------------------------- progress
+
+
+CHECK = "check passages"
+SCORE = "score settings"
+
+
+class JobProgress:
+    """What a job reports as it goes: phases with totals, advanced per batch (the CLI draws a bar per
+    phase; this base class ignores everything). Phases: ``check passages`` (each passage checked in the
+    collection, written when missing), ``encode passages`` / ``encode queries`` (per encoded chunk, after
+    a note of how many the cache reused), ``score settings`` (per slice)."""
+
+    def start(self, phase: str, total: int | None) -> None:
+        """A phase begins (total: its units, or None when unknown)."""
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        """``n`` more units of ``phase`` are done."""
+
+    def note(self, message: str) -> None:
+        """Something a person watching should know (e.g. what the cache reused)."""
+
+    def encoded(self, event: EncodeProgress) -> None:
+        """The embedding cache's report of one encoding call: turned into a phase and a note."""
+        phase = f"encode {event.role}s"
+        if event.encoded == 0:
+            if event.reused:
+                self.note(f"{event.reused} of {event.total} {event.role}s reused from the embedding cache")
+            self.start(phase, event.to_encode)
+        else:
+            self.advance(phase, event.encoded - getattr(self, "_encoded", {}).get(phase, 0))
+        self.__dict__.setdefault("_encoded", {})[phase] = event.encoded
+
+
 # ----------------------------------------------------------------------------------------- assembly
 
 
@@ -232,17 +267,21 @@ def open_collection(cfg: JobConfig, name: str, **extra: Any):
     return open_store(collection=name, **{**store_kwargs(cfg.store, cfg.collection), **extra})
 
 
-def build_encoder(cfg: JobConfig):
-    """The job's sentence-transformers encoder, in the embedding cache unless ``[cache] enabled`` is off."""
+def build_encoder(cfg: JobConfig, progress: JobProgress | None = None):
+    """The job's sentence-transformers encoder, in the embedding cache unless ``[cache] enabled`` is off
+    (the cache reports per chunk to ``progress``, and how many texts it reused)."""
     encoder = SentenceTransformerEncoder(cfg.encoder)
-    return CachedEncoder(encoder, root=cfg.cache.dir) if cfg.cache.enabled else encoder
+    if not cfg.cache.enabled:
+        return encoder
+    return CachedEncoder(encoder, root=cfg.cache.dir, progress=progress.encoded if progress else None)
 
 
 def default_collection(benchmark: str, model: str, fingerprint: str, context: bool = False) -> str:
-    """``{benchmark}[-context]-{model-slug}-{hash8}``: another model, encoding or passage text (LAReQA's
+    """``{benchmark}[-context]-{model label}-{hash8}``: another model, encoding or passage text (LAReQA's
     sentence-with-paragraph ``context``) gets its own collection; language subsets share one (each
-    evaluation filters its own languages' pools)."""
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", Path(model.rstrip("/")).name or model).strip("-").lower()[:40]
+    evaluation filters its own languages' pools). The label names the model meaningfully
+    (``runs/x/final`` -> ``x``; see ``model_label``)."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", model_label(model)).strip("-").lower()[:40]
     source = f"{benchmark}-context" if context else benchmark
     return f"{source}-{slug}-{hashlib.sha1(fingerprint.encode()).hexdigest()[:8]}"
 
@@ -309,21 +348,27 @@ class IngestOutcome:
     reindex: ReindexResult | None = None
 
 
-def ingest_job(cfg: JobConfig, progress: Callable[[int], None] | None = None) -> IngestOutcome:
+def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOutcome:
     """Encode a benchmark's passages into the job's collection (idempotent, resumable); with ``[collection]
     alias``, into a new ``{alias}_v{n}`` that the alias is then switched to.
 
     Raises:
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
+    progress = progress or JobProgress()
     benchmark = prepare(cfg)
-    encoder = build_encoder(cfg)
+    encoder = build_encoder(cfg, progress)
     name = collection_name(cfg, benchmark, encoder)
     with open_collection(cfg, name, recreate=cfg.collection.recreate) as store:
 
         def write(target):
+            progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
             return ingest_benchmark(
-                benchmark, encoder, target, on_error=cfg.benchmark.on_error, progress=progress
+                benchmark,
+                encoder,
+                target,
+                on_error=cfg.benchmark.on_error,
+                progress=partial(progress.advance, CHECK),
             )
 
         if cfg.collection.alias:
@@ -352,35 +397,26 @@ class EvaluationRun:
 
 
 def evaluate_job(
-    cfg: JobConfig,
-    ingest_progress: Callable[[int], None] | None = None,
-    slice_progress: Callable[[Any], None] | None = None,
-    extra: dict[str, Any] | None = None,
+    cfg: JobConfig, progress: JobProgress | None = None, extra: dict[str, Any] | None = None
 ) -> EvaluationRun:
     """Evaluate the job's encoder on its benchmark through its collection (ingesting what is missing);
     with ``[report] output``, write the report (JSON, Markdown, heatmap, per-query values).
 
     Args:
         cfg: the job.
-        ingest_progress / slice_progress: called after each ingested block / evaluated slice.
+        progress: told of each phase as it goes (passages checked, texts encoded, settings scored).
         extra: more keys for the report's JSON.
 
     Raises:
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
+    progress = progress or JobProgress()
     benchmark = prepare(cfg)
-    encoder = build_encoder(cfg)
+    encoder = build_encoder(cfg, progress)
     name = collection_name(cfg, benchmark, encoder)
     with open_collection(cfg, name, recreate=cfg.collection.recreate) as store:
         run = run_evaluation(
-            benchmark,
-            encoder,
-            store,
-            name,
-            cfg.evaluate,
-            ingest_progress=ingest_progress,
-            slice_progress=slice_progress,
-            on_error=cfg.benchmark.on_error,
+            benchmark, encoder, store, name, cfg.evaluate, progress, on_error=cfg.benchmark.on_error
         )
     run.benchmark = benchmark
     details = {
@@ -403,8 +439,7 @@ def run_evaluation(
     store,
     collection: str,
     options: EvalOptions | None = None,
-    ingest_progress: Callable[[int], None] | None = None,
-    slice_progress: Callable[[Any], None] | None = None,
+    progress: JobProgress | None = None,
     on_error: str = "stop",
 ) -> EvaluationRun:
     """Make the collection hold exactly the benchmark's passages, encode the queries, evaluate.
@@ -427,9 +462,13 @@ def run_evaluation(
         StoreError: the collection holds passages the benchmark does not have.
     """
     options = options or EvalOptions()
+    progress = progress or JobProgress()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    stats = ingest_benchmark(benchmark, encoder, store, on_error=on_error, progress=ingest_progress)
+    progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
+    stats = ingest_benchmark(
+        benchmark, encoder, store, on_error=on_error, progress=partial(progress.advance, CHECK)
+    )
     langs = tuple(options.languages or benchmark.languages)
     expected = {lang: stats.per_language.get(lang, 0) for lang in langs}
     check_pools(store, collection, expected)
@@ -439,12 +478,13 @@ def run_evaluation(
     query_vectors = encoder.encode_queries([q.text for q in benchmark.queries])  # (n_queries, dim)
     timings["encode_queries"] = time.perf_counter() - t1
     t2 = time.perf_counter()
+    progress.start(SCORE, len(slices_for(benchmark, options.settings, options.languages)))
     result = evaluate(
         benchmark,
         query_vectors,
         store,
         options,
-        progress=slice_progress,
+        progress=lambda _: progress.advance(SCORE),
         pool_is_collection=pool_is_collection,
     )
     timings["retrieve_and_score"] = time.perf_counter() - t2

@@ -11,10 +11,12 @@ tokenizer keeps the EOS, padding side and pad token, so a reloaded model encodes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hybrid_qdrant.encoding.encoder import hub_offline, looks_local, use_hub_cache_only
 from hybrid_qdrant.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -117,26 +119,28 @@ def build_decoder_model(
     kwargs = {"dtype": torch_dtype(dtype), **(model_kwargs or {})}
     local = Path(name).expanduser()
     source = str(local) if local.exists() else name
-    try:
-        if _is_sentence_transformer(source):
-            model = SentenceTransformer(source, device=device, model_kwargs=kwargs)
-            own = next((m.pooling_mode for m in model if isinstance(m, Pooling)), None)
-            if pooling not in ("auto", own):
-                raise ConfigError(
-                    f"{name} pools by {own!r}, not {pooling!r}: "
-                    "set [model] pooling = 'auto' or name the LM itself"
-                )
-        else:
-            transformer = Transformer(source, model_kwargs=kwargs)
-            mode = "lasttoken" if pooling == "auto" else pooling
-            pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=mode)
-            model = SentenceTransformer(modules=[transformer, pool, Normalize()], device=device)
-    except ConfigError:
-        raise
-    except Exception as exc:  # the hub, a corrupt directory, an unknown architecture: one clear line
-        raise ModelError(
-            f"cannot load decoder {name!r}: {type(exc).__name__}: {exc}".splitlines()[0]
-        ) from exc
+    cache_only = source == name and not looks_local(name) and use_hub_cache_only(name)
+    with hub_offline() if cache_only else contextlib.nullcontext():  # unreachable hub: the cache, no retries
+        try:
+            if _is_sentence_transformer(source):
+                model = SentenceTransformer(source, device=device, model_kwargs=kwargs)
+                own = next((m.pooling_mode for m in model if isinstance(m, Pooling)), None)
+                if pooling not in ("auto", own):
+                    raise ConfigError(
+                        f"{name} pools by {own!r}, not {pooling!r}: "
+                        "set [model] pooling = 'auto' or name the LM itself"
+                    )
+            else:
+                transformer = Transformer(source, model_kwargs=kwargs)
+                mode = "lasttoken" if pooling == "auto" else pooling
+                pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=mode)
+                model = SentenceTransformer(modules=[transformer, pool, Normalize()], device=device)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the hub, a corrupt directory, an unknown architecture: one clear line
+            raise ModelError(
+                f"cannot load decoder {name!r}: {type(exc).__name__}: {exc}".splitlines()[0]
+            ) from exc
     transformer = model[0]
     prepare_tokenizer(transformer.tokenizer)
     transformer.auto_model.config.pad_token_id = transformer.tokenizer.pad_token_id

@@ -9,7 +9,8 @@ What is counted, per GPU, in bytes:
 - trainable weights, gradients and AdamW's two moments: LoRA adapters train in fp32 (peft keeps them
   there), so 4 + 4 + 8 bytes per adapter parameter; a full fine-tune at the weight dtype (fp32 under
   mixed precision, the default: 4 + 4 + 8 bytes per parameter; torch's AdamW keeps its moments in the
-  parameter's dtype and no separate master copy);
+  parameter's dtype and no separate master copy); with ``[train] freeze_embeddings`` the token-embedding
+  matrix (vocab x hidden) has weights only: no gradient, no moments;
 - activations of one forward: ``tokens = micro batch x texts per example x sequence length``, where the
   micro batch is the cached loss' ``mini_batch_size`` (one text column at a time) or the whole per-device
   batch (every column at once); per token and layer, the tensors autograd keeps, with memory-efficient
@@ -268,6 +269,8 @@ class Setup:
     Attributes:
         shape: the model.
         lora_r / lora_targets / lora_dropout / qlora: adapters (r = 0: full fine-tuning).
+        freeze_embeddings: full fine-tuning with the token-embedding matrix (vocab x hidden) fixed: it
+            has weights but no gradients and no AdamW moments (``[train] freeze_embeddings``).
         weight_dtype: ``fp32`` / ``bf16`` / ``fp16`` weights (QLoRA's compute dtype).
         activation_bytes: 2 under bf16 / fp16 mixed precision, 4 in fp32.
         gradient_checkpointing: keep layer inputs only, recompute the rest.
@@ -286,6 +289,7 @@ class Setup:
     lora_targets: tuple[str, ...] = ("all-linear",)
     lora_dropout: float = 0.0
     qlora: bool = False
+    freeze_embeddings: bool = False
     gradient_checkpointing: bool = True
     micro_batch: int = 8
     texts_per_forward: int = 3
@@ -327,9 +331,14 @@ class Setup:
         return out
 
     @property
+    def frozen_embedding_params(self) -> int:
+        """Token-embedding weights kept fixed in a full fine-tune (LoRA freezes the whole base anyway)."""
+        return self.shape.vocab * self.shape.hidden if self.freeze_embeddings and not self.lora_r else 0
+
+    @property
     def trainable_params(self) -> int:
         if not self.lora_r:
-            return self.shape.params
+            return self.shape.params - self.frozen_embedding_params
         return self.shape.layers * sum(self.lora_r * (a + b) for a, b in self.adapted().values())
 
 
@@ -360,6 +369,11 @@ class MemoryEstimate:
             mode = (
                 f"LoRA r={s.lora_r} on {', '.join(s.lora_targets)}: "
                 f"{s.trainable_params / 1e6:.1f} M trainable (fp32), frozen base in {base}"
+            )
+        elif s.frozen_embedding_params:
+            mode = (
+                f"full fine-tuning of {s.trainable_params / 1e9:.2f} B of {s.shape.params / 1e9:.2f} B "
+                f"parameters in {s.weight_dtype} (token embeddings {s.shape.vocab} x {s.shape.hidden} frozen)"
             )
         else:
             mode = f"full fine-tuning of {s.trainable_params / 1e9:.2f} B parameters in {s.weight_dtype}"
@@ -441,7 +455,7 @@ def estimate(setup: Setup) -> MemoryEstimate:
         state_bytes = trainable_bytes  # gradient, and each AdamW moment, at the adapter dtype
     else:
         trainable_bytes = 0  # the weights are the trainable parameters
-        state_bytes = shape.params * weight_bytes
+        state_bytes = s.trainable_params * weight_bytes  # frozen token embeddings: no gradient, no moments
     gradients, optimizer = state_bytes, 2 * state_bytes
     shard_weights = s.strategy == "fsdp"
     shard_states = s.strategy in ("zero2", "fsdp")
@@ -514,6 +528,7 @@ def setup_from_config(
         lora_targets=lora.target_modules if lora else ("all-linear",),
         lora_dropout=lora.dropout if lora else 0.0,
         qlora=bool(lora and lora.qlora),
+        freeze_embeddings=t.freeze_embeddings,
         gradient_checkpointing=t.gradient_checkpointing,
         micro_batch=config.loss.mini_batch_size if cached else t.batch_size,
         texts_per_forward=1 if cached else texts,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import tomli_w
 import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from transformers import EarlyStoppingCallback, PreTrainedModel, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.encoding.encoder import load_sentence_transformer
@@ -354,5 +355,42 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Pat
         (config.output_dir / CONFIG_COPY).write_text(tomli_w.dumps(config.to_dict()), encoding="utf-8")
         history = {"steps": trained, "realised_share": shares, "log_history": trainer.state.log_history}
         atomic_write_bytes(config.output_dir / LOG_HISTORY, (json.dumps(history, indent=1) + "\n").encode())
-    logger.info("saved model to %s", final)
+        logger.info("saved the model to %s (%s)", final, _size(folder_bytes(final)))
+        if not config.output.keep_checkpoints:
+            remove_checkpoints(config.output_dir)
     return final
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def remove_checkpoints(out: Path) -> list[Path]:
+    """Delete the ``checkpoint-N`` folders of a finished run (they serve ``resume`` only); return them.
+
+    A folder that cannot be removed is logged and left; the run stays finished.
+    """
+    removed, freed = [], 0
+    for folder in sorted(out.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+        if not folder.is_dir() or not folder.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit():
+            continue
+        size = folder_bytes(folder)
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            logger.warning("could not remove the checkpoint %s: %s", folder, exc)
+            continue
+        removed.append(folder)
+        freed += size
+    if removed:
+        logger.info(
+            "removed %s (%s; they serve resume only, [output] keep_checkpoints = true keeps them)",
+            ", ".join(f.name for f in removed),
+            _size(freed),
+        )
+    return removed
