@@ -99,6 +99,12 @@ class FakeQdrant:
             return _ok(True)
         if method == "DELETE":
             return _ok(self.collections.pop(name, None) is not None)
+        if method == "PATCH":  # update_collection: the fake keeps only the metadata
+            if name not in self.collections:
+                return _missing(name)
+            if "metadata" in body:
+                self.collections[name]["metadata"] = body["metadata"]
+            return _ok(True)
         target = self.aliases.get(name, name)
         if target not in self.collections:
             return _missing(name)

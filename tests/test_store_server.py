@@ -269,7 +269,7 @@ def _response(status: int) -> Exception:
 
 
 def test_retry_backs_off_exponentially_on_transient_errors():
-    from hybrid_qdrant.store.server import _is_transient
+    from hybrid_qdrant.store.server_errors import is_transient as _is_transient
 
     failures = [_response(503), _response(502)]
     delays: list[float] = []
@@ -286,7 +286,7 @@ def test_retry_backs_off_exponentially_on_transient_errors():
 def test_retry_gives_up_and_does_not_retry_permanent_errors():
     from qdrant_client.http.exceptions import ResponseHandlingException
 
-    from hybrid_qdrant.store.server import _is_transient
+    from hybrid_qdrant.store.server_errors import is_transient as _is_transient
 
     assert _is_transient(_response(504)) and _is_transient(_response(429))
     assert _is_transient(ResponseHandlingException(httpx.ConnectError("refused")))

@@ -35,7 +35,9 @@ from hybrid_qdrant.evaluation.evaluate import EvalOptions, EvaluationResult, eva
 from hybrid_qdrant.evaluation.ingest import IngestStats, ingest
 from hybrid_qdrant.evaluation.report import HEATMAP_SCALES, check_output, write_report
 from hybrid_qdrant.evaluation.slices import slices_for
+from hybrid_qdrant.store.base import CollectionSpec
 from hybrid_qdrant.store.collection_options import CollectionOptions
+from hybrid_qdrant.store.naming import next_version, versions
 from hybrid_qdrant.types import Benchmark
 
 logger = logging.getLogger(__name__)
@@ -359,23 +361,47 @@ def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOut
     benchmark = prepare(cfg)
     encoder = build_encoder(cfg, progress)
     name = collection_name(cfg, benchmark, encoder)
-    with open_collection(cfg, name, recreate=cfg.collection.recreate) as store:
+    with open_collection(cfg, name) as store:
+        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
 
-        def write(target):
-            progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
-            return ingest_benchmark(
-                benchmark,
-                encoder,
-                target,
-                on_error=cfg.benchmark.on_error,
-                progress=partial(progress.advance, CHECK),
-            )
-
-        if cfg.collection.alias:
-            done = reindex_with_alias(store, cfg.collection.alias, write)
+        spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+        if cfg.collection.alias or (cfg.collection.recreate and store.exists()):
+            done = reindex_with_alias(store, name, write, spec, replace_collection=cfg.collection.recreate)
             return IngestOutcome(benchmark, done.collection, _count(store, done.collection), done.stats, done)
         stats = write(store)
         return IngestOutcome(benchmark, name, store.count(), stats)
+
+
+def writer(
+    benchmark: Benchmark, encoder, on_error: str, progress: JobProgress
+) -> Callable[[Any], IngestStats]:
+    """The function that checks every passage of ``benchmark`` in a store and writes what is missing
+    (see ``ingest``), reporting the ``check passages`` phase."""
+
+    def write(store) -> IngestStats:
+        progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
+        return ingest_benchmark(
+            benchmark, encoder, store, on_error=on_error, progress=partial(progress.advance, CHECK)
+        )
+
+    return write
+
+
+def rebuild(cfg: JobConfig, benchmark: Benchmark, encoder, name: str, progress: JobProgress) -> None:
+    """``--recreate``: write the benchmark into a new collection beside ``name`` and replace ``name`` with
+    it only once it is complete (``reindex_with_alias(..., replace_collection=True)``); a name with no
+    collection yet is simply filled. An interruption leaves the old collection as it was."""
+    with open_collection(cfg, name) as store:
+        if not store.exists():
+            return
+        spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+
+        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
+
+        done = reindex_with_alias(store, name, write, spec, replace_collection=True)
+    progress.note(
+        f"rebuilt {name} as {done.collection}" + (f"; dropped {done.dropped}" if done.dropped else "")
+    )
 
 
 def _count(store, name: str) -> int:
@@ -414,7 +440,9 @@ def evaluate_job(
     benchmark = prepare(cfg)
     encoder = build_encoder(cfg, progress)
     name = collection_name(cfg, benchmark, encoder)
-    with open_collection(cfg, name, recreate=cfg.collection.recreate) as store:
+    if cfg.collection.recreate:
+        rebuild(cfg, benchmark, encoder, name, progress)
+    with open_collection(cfg, name) as store:
         run = run_evaluation(
             benchmark, encoder, store, name, cfg.evaluate, progress, on_error=cfg.benchmark.on_error
         )
@@ -465,10 +493,7 @@ def run_evaluation(
     progress = progress or JobProgress()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
-    stats = ingest_benchmark(
-        benchmark, encoder, store, on_error=on_error, progress=partial(progress.advance, CHECK)
-    )
+    stats = writer(benchmark, encoder, on_error, progress)(store)
     langs = tuple(options.languages or benchmark.languages)
     expected = {lang: stats.per_language.get(lang, 0) for lang in langs}
     check_pools(store, collection, expected)
@@ -523,33 +548,60 @@ class ReindexResult:
     collection: str
     previous: str | None
     stats: IngestStats
+    dropped: str | None = None
 
 
-def reindex_with_alias(store, alias: str, write: Callable[[Any], IngestStats]) -> ReindexResult:
+#: The label that records a re-index on the collection being filled: ``filling`` until the alias has
+#: been switched to it, ``complete`` after. A re-index is resumed only from a collection labelled
+#: ``filling`` (recorded state, never inferred from names), so a rollback by hand sticks.
+REINDEX_LABEL = "hq_reindex"
+
+
+def reindex_with_alias(
+    store, alias: str, write: Callable[[Any], IngestStats], spec: Any, *, replace_collection: bool = False
+) -> ReindexResult:
     """Zero-downtime re-index: fill a new versioned collection, then switch ``alias`` to it atomically.
 
-    Queries through the alias keep hitting the old collection until the switch; the old collection is
-    kept (delete it with ``hq collections delete``). An interrupted re-index is resumed: the newest
-    ``{alias}_v{n}`` that the alias does not point to is an unfinished one and is filled up, not
-    started again.
+    Queries through the alias keep hitting the old collection until the switch. The collection being
+    filled is labelled ``filling`` before any point is written and ``complete`` once the alias points to
+    it; an interrupted re-index (the newest ``filling`` version the alias does not point to) is filled
+    up, not started again; a version labelled ``complete`` (or without a label: an older hq's) is never
+    switched to again by a later run, so pointing the alias back by hand (a rollback) sticks.
 
     Args:
         store: a store opened at the location or server (any collection name).
         alias: the alias queries use.
         write: fills the store it is given (e.g. ``lambda s: ingest_benchmark(bench, enc, s)``).
+        spec: the new collection's ``CollectionSpec`` (created before the first point, to be labelled).
+        replace_collection: ``alias`` may be a plain collection (``--recreate``): it is dropped once its
+            replacement is complete, and the name becomes an alias of the replacement; when the alias
+            already pointed to a collection, that one is dropped after the switch.
     """
-    from hybrid_qdrant.store.naming import next_version, versioned_name
-
-    previous = store.aliases().get(alias)
-    versions = [c for c in store.collections() if re.fullmatch(re.escape(alias) + r"_v\d+", c)]
-    newest = max(versions, key=lambda c: int(c.rsplit("_v", 1)[1]), default=None)
-    if newest is not None and newest != previous:
-        target = newest
+    names = store.collections()
+    plain = alias in names
+    if plain and not replace_collection:
+        raise StoreError(
+            f"'{alias}' is a collection, not an alias: re-index it with --recreate, or pick another alias"
+        )
+    previous = alias if plain else store.aliases().get(alias)
+    unfinished = [
+        v for v in versions(alias, names) if v != previous and store.labels(v).get(REINDEX_LABEL) == "filling"
+    ]
+    target = unfinished[-1] if unfinished else next_version(alias, names)
+    if unfinished:
         logger.info("resuming the unfinished re-index into %s", target)
-    else:
-        target = next_version(alias, store.collections()) if versions else versioned_name(alias, 1)
     with store.for_collection(target) as new_store:
+        new_store.ensure_collection(spec)
+        store.set_labels(target, {REINDEX_LABEL: "filling", "hq_alias": alias})
         stats = write(new_store)
+    dropped = None
+    if plain:  # a collection cannot be renamed: it goes, its name becomes an alias of the complete one
+        store.delete_collection(alias)
+        dropped = alias
     store.set_alias(alias, target)
+    store.set_labels(target, {REINDEX_LABEL: "complete"})
+    if replace_collection and previous is not None and not plain:
+        store.delete_collection(previous)
+        dropped = previous
     logger.info("alias %s -> %s (was %s)", alias, target, previous)
-    return ReindexResult(alias, target, previous, stats)
+    return ReindexResult(alias, target, previous if not dropped else None, stats, dropped)

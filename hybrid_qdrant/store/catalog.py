@@ -158,6 +158,25 @@ class Catalog:
         }
         write_json_atomic((directory or self.collection_dir(name)) / COLLECTION_FILE, meta)
 
+    def labels(self, name: str) -> dict[str, str]:
+        """The labels recorded on a collection (``{}`` when none)."""
+        _, meta = self.read_spec(name)
+        labels = meta.get(LABELS_KEY) or {}
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+    def update_labels(self, name: str, changes: dict[str, str | None]) -> None:
+        """Set (None: remove) labels on a collection, in one atomic rewrite of its metadata."""
+        with self._locked():
+            _, meta = self.read_spec(name)
+            labels = dict(meta.get(LABELS_KEY) or {})
+            for key, value in changes.items():
+                if value is None:
+                    labels.pop(key, None)
+                else:
+                    labels[key] = value
+            meta[LABELS_KEY] = labels
+            write_json_atomic(self.collection_dir(name) / COLLECTION_FILE, meta)
+
     def aliases(self) -> dict[str, str]:
         """alias -> collection."""
         path = self.root / CATALOG_FILE
@@ -195,6 +214,10 @@ class Catalog:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+#: Key of a collection's labels in its metadata (``hybrid_qdrant.store.qdrant.QdrantStore.labels``).
+LABELS_KEY = "labels"
 
 
 def recorded_points(meta: dict[str, Any]) -> int | None:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +67,12 @@ from hybrid_qdrant.disk_space import (
 )
 from hybrid_qdrant.errors import HQError, StoreError
 from hybrid_qdrant.store.base import (
-    CONTENT_KEY,
     DOC_ID_KEY,
     LANG_KEY,
     CollectionInfo,
     CollectionSpec,
     Hit,
     Langs,
-    StoreRecord,
     lang_set,
     point_id,
 )
@@ -87,8 +85,9 @@ from hybrid_qdrant.store.catalog import (
 )
 from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
 from hybrid_qdrant.store.locks import Busy, held_elsewhere, path_lock
-from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
+from hybrid_qdrant.store.naming import validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, stored_payload
+from hybrid_qdrant.store.qdrant import QdrantStore
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +204,7 @@ class _ShardPool:
 _POOL = _ShardPool()
 
 
-class EdgeStore:
+class EdgeStore(QdrantStore):
     """A collection in an embedded qdrant-edge directory (implements ``ManagedStore``).
 
     Args:
@@ -316,15 +315,6 @@ class EdgeStore:
             out.append(CollectionInfo(name, points, spec.dim, names, note))
         return out
 
-    def delete_collection(self, name: str) -> bool:
-        """Drop a collection (explicitly, by name); refuses aliases and alias targets."""
-        check_deletable(name, self.catalog.aliases())
-        return self._drop(name)
-
-    def next_version(self, base: str) -> str:
-        """The next free ``{base}_v{n}``."""
-        return next_version(base, self.collections())
-
     def for_collection(self, name: str) -> EdgeStore:
         """A store on another collection of this directory (valid while this store is open)."""
         return EdgeStore(
@@ -340,35 +330,6 @@ class EdgeStore:
     def aliases(self) -> dict[str, str]:
         """alias -> collection."""
         return self.catalog.aliases()
-
-    def resolve(self, name: str) -> str:
-        """The collection an alias points to, or ``name``."""
-        return self.catalog.aliases().get(name, name)
-
-    def set_alias(self, alias: str, collection: str) -> None:
-        """Point ``alias`` at ``collection`` (one atomic write); the previous target is kept."""
-        validate_name(alias, "alias")
-        validate_name(collection)
-        if self.catalog.has_collection(alias):
-            raise StoreError(f"cannot create alias '{alias}': a collection has that name")
-        if not self.catalog.has_collection(collection):
-            raise StoreError(
-                f"cannot point alias '{alias}' at '{collection}': no such collection at {self.catalog.root}"
-            )
-        old = self.catalog.aliases().get(alias)
-        self.catalog.update_aliases({alias: collection})
-        logger.info("alias %s -> %s (was %s)", alias, collection, old)
-        if alias == self.collection and self._name != collection:
-            self._detach()  # the next call opens the new target
-
-    def delete_alias(self, alias: str) -> bool:
-        """Remove an alias; its collection stays."""
-        if alias not in self.catalog.aliases():
-            return False
-        self.catalog.update_aliases({alias: None})
-        if alias == self.collection:
-            self._detach()
-        return True
 
     # ----------------------------------------------------------------- data
 
@@ -469,46 +430,6 @@ class EdgeStore:
         return int(
             self._engine_call("count", shard.count, CountRequest(exact=True, filter=_lang_filter(lang)))
         )
-
-    def iter_records(
-        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
-    ) -> Iterator[StoreRecord]:
-        """Scroll every point (optionally of one language) with its full payload."""
-        for record in self._scroll(lang, with_vectors, True, batch):
-            payload = dict(record.payload or {})
-            yield StoreRecord(record_doc_id(record), self._record_vector(record), payload)
-
-    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
-        """Doc ids and stored vectors ((n, dim) float32) for exact reference scoring."""
-        doc_ids: list[str] = []
-        rows: list[list[float]] = []
-        name = self._spec_or_attach().vector_name
-        for record in self._scroll(lang, True, [DOC_ID_KEY], 2000):
-            doc_ids.append(record_doc_id(record))
-            rows.append(record.vector[name] if name else record.vector)
-        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), self._spec.dim)  # (n, dim)
-        return doc_ids, matrix
-
-    def doc_ids(self, lang: Langs = None) -> set[str]:
-        """All stored doc ids, optionally of one language."""
-        return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 5000)}
-
-    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
-        """Which of these doc ids are already stored, with their content hashes (None: none stored)."""
-        shard = self._attach()
-        by_point = {point_id(d): d for d in doc_ids}
-        pids = list(by_point)
-        found: dict[str, str | None] = {}
-        for start in range(0, len(pids), 1000):
-            records = self._engine_call(
-                "retrieve",
-                shard.retrieve,
-                pids[start : start + 1000],
-                with_payload=[CONTENT_KEY],
-                with_vector=False,
-            )
-            found.update((by_point[str(r.id)], (r.payload or {}).get(CONTENT_KEY)) for r in records)
-        return found
 
     def optimize(self) -> bool:
         """Merge segments and build the HNSW index (minutes when large); True if anything changed."""
@@ -701,6 +622,36 @@ class EdgeStore:
             yield from records
             if offset is None or not records:
                 return
+
+    def _retrieve(self, point_ids: Sequence[str], payload_keys: list[str]) -> list[Any]:
+        shard = self._attach()
+        return self._engine_call(
+            "retrieve", shard.retrieve, list(point_ids), with_payload=payload_keys, with_vector=False
+        )
+
+    def _spec_now(self) -> CollectionSpec:
+        return self._spec_or_attach()
+
+    def _location(self) -> str:
+        return str(self.catalog.root)
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Labels recorded in the collection's metadata file."""
+        return self.catalog.labels(name)
+
+    def set_labels(self, name: str, changes: dict[str, str | None]) -> None:
+        """Record labels in the collection's metadata file (atomically)."""
+        self.catalog.update_labels(name, changes)
+
+    def _switch_alias(self, alias: str, collection: str, old: str | None) -> None:
+        self.catalog.update_aliases({alias: collection})
+
+    def _remove_alias(self, alias: str) -> None:
+        self.catalog.update_aliases({alias: None})
+
+    def _alias_changed(self, alias: str) -> None:
+        if alias == self.collection:
+            self._detach()  # the next call opens the new target
 
     def _record_vector(self, record: Any) -> np.ndarray:
         if record.vector is None:

@@ -26,11 +26,17 @@ def versioned_name(base: str, n: int) -> str:
     return f"{validate_name(base)}_v{n}"
 
 
+def versions(base: str, existing: Iterable[str]) -> list[str]:
+    """The versions ``{base}_v{n}`` among ``existing``, oldest (smallest n) first."""
+    validate_name(base)
+    found = [(int(m["n"]), name) for name in existing if (m := _VERSION.match(name)) and m["base"] == base]
+    return [name for _, name in sorted(found)]
+
+
 def next_version(base: str, existing: Iterable[str]) -> str:
     """The first ``{base}_v{n}`` above every version of ``base`` in ``existing`` (starting at 1)."""
-    validate_name(base)
-    taken = [int(m["n"]) for name in existing if (m := _VERSION.match(name)) and m["base"] == base]
-    return versioned_name(base, max(taken, default=0) + 1)
+    taken = versions(base, existing)
+    return versioned_name(base, int(_VERSION.match(taken[-1])["n"]) + 1 if taken else 1)
 
 
 def check_deletable(name: str, aliases: dict[str, str]) -> None:

@@ -35,28 +35,24 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store.base import (
-    CONTENT_KEY,
     DOC_ID_KEY,
     ENCODER_KEY,
     LANG_KEY,
     CollectionSpec,
     Hit,
     Langs,
-    StoreRecord,
     lang_set,
     point_id,
 )
@@ -75,20 +71,23 @@ from hybrid_qdrant.store.connection import (
     validate_url,
 )
 from hybrid_qdrant.store.deadline import deadline, deadline_transport
-from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
-from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, sorted_hits, stored_payload
+from hybrid_qdrant.store.naming import validate_name
+from hybrid_qdrant.store.points import check_doc_id, check_matrix, sorted_hits, stored_payload
+from hybrid_qdrant.store.qdrant import QdrantStore
 from hybrid_qdrant.store.retry import call_with_retries
-
-try:
-    import grpc
-except ImportError:  # pragma: no cover - grpcio comes with qdrant-client
-    grpc = None
+from hybrid_qdrant.store.server_errors import (
+    failure_kind,
+    is_transient,
+    is_transient_status_or_timeout,
+    store_error,
+)
 
 logger = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
 #: Collection metadata keys.
 META_ENCODER = "hq_encoder"
+META_LABELS = "hq_labels"
 META_CREATED = "hq_created"
 #: Oldest server with the Query API and tenant keyword indexes.
 MIN_SERVER = (1, 11)
@@ -97,18 +96,9 @@ METADATA_SERVER = (1, 16)
 
 _DONE = object()  # a retried write found the earlier attempt's effect in place
 _DISTANCES = {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID}
-_TRANSIENT_STATUS = {429, 502, 503, 504}
-_GRPC_STATUS = {
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404,
-    "RESOURCE_EXHAUSTED": 429,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-}
 
 
-class ServerStore:
+class ServerStore(QdrantStore):
     """A collection on a Qdrant server or in qdrant-client's local mode (implements ``ManagedStore``).
 
     Build one with ``ServerStore.connect`` (server) or ``ServerStore.local``; ``open_store`` does.
@@ -302,15 +292,6 @@ class ServerStore:
         response = self._call("listing collections", self._client.get_collections)
         return sorted(c.name for c in response.collections)
 
-    def delete_collection(self, name: str) -> bool:
-        """Drop a collection (explicitly, by name); refuses aliases and alias targets."""
-        check_deletable(name, self.aliases())
-        return self._drop(name)
-
-    def next_version(self, base: str) -> str:
-        """The next free ``{base}_v{n}``."""
-        return next_version(base, self.collections())
-
     def for_collection(self, name: str) -> ServerStore:
         """A store on another collection over the same connection (valid while this one is open)."""
         store = ServerStore(
@@ -342,22 +323,8 @@ class ServerStore:
         response = self._call("listing aliases", self._client.get_aliases)
         return {a.alias_name: a.collection_name for a in response.aliases}
 
-    def resolve(self, name: str) -> str:
-        """The collection an alias points to, or ``name``."""
-        return self.aliases().get(name, name)
-
-    def set_alias(self, alias: str, collection: str) -> None:
-        """Point ``alias`` at ``collection`` in one atomic server call (delete + create)."""
-        validate_name(alias, "alias")
-        validate_name(collection)
-        names = self.collections()
-        if alias in names:
-            raise StoreError(f"cannot create alias '{alias}': a collection has that name")
-        if collection not in names:
-            raise StoreError(
-                f"cannot point alias '{alias}' at '{collection}': no such collection at {self._where}"
-            )
-        old = self.aliases().get(alias)
+    def _switch_alias(self, alias: str, collection: str, old: str | None) -> None:
+        """One atomic server call (delete + create), retried only until it took effect."""
         ops: list[Any] = []
         if old is not None:
             ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
@@ -370,12 +337,8 @@ class ServerStore:
             change_aliases_operations=ops,
             done=lambda: self._raw_aliases().get(alias) == collection,
         )
-        logger.info("alias %s -> %s (was %s)", alias, collection, old)
 
-    def delete_alias(self, alias: str) -> bool:
-        """Remove an alias; its collection stays."""
-        if alias not in self.aliases():
-            return False
+    def _remove_alias(self, alias: str) -> None:
         op = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
         self._call(
             "deleting alias",
@@ -383,7 +346,53 @@ class ServerStore:
             change_aliases_operations=[op],
             done=lambda: alias not in self._raw_aliases(),
         )
-        return True
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Labels recorded in the collection's metadata (``{}`` on a server without metadata)."""
+        if not self._metadata:
+            return {}
+        info = self._call("reading collection", self._client.get_collection, name)
+        metadata = getattr(info.config, "metadata", None) or {}
+        labels = metadata.get(META_LABELS) or {}
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+    def set_labels(self, name: str, changes: dict[str, str | None]) -> None:
+        """Record labels in the collection's metadata (a server without metadata keeps none)."""
+        if not self._metadata:
+            logger.warning(
+                "Qdrant at %s has no collection metadata: labels %s not recorded", self._where, changes
+            )
+            return
+        info = self._call("reading collection", self._client.get_collection, name)
+        metadata = dict(getattr(info.config, "metadata", None) or {})
+        labels = dict(metadata.get(META_LABELS) or {})
+        for key, value in changes.items():
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+        metadata[META_LABELS] = labels
+        self._call("labelling collection", self._client.update_collection, name, metadata=metadata)
+
+    def _retrieve(self, point_ids: Sequence[str], payload_keys: list[str]) -> list[Any]:
+        name, _ = self._attach()
+        return self._call(
+            "retrieve",
+            self._client.retrieve,
+            name,
+            ids=list(point_ids),
+            with_payload=payload_keys,
+            with_vectors=False,
+        )
+
+    def _spec_now(self) -> CollectionSpec:
+        return self._attach()[1]
+
+    def _location(self) -> str:
+        return self._where
+
+    def _record_vector(self, record: Any) -> np.ndarray:
+        return _record_vector(record, self._spec_now().vector_name)
 
     # ----------------------------------------------------------------- data
 
@@ -445,49 +454,6 @@ class ServerStore:
         result = self._call("count", self._client.count, name, count_filter=_lang_filter(lang), exact=True)
         return int(result.count)
 
-    def iter_records(
-        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
-    ) -> Iterator[StoreRecord]:
-        """Scroll every point (optionally of one language) with its full payload."""
-        _, spec = self._attach()
-        for record in self._scroll(lang, with_vectors, True, batch):
-            payload = dict(record.payload or {})
-            vector = _record_vector(record, spec.vector_name) if with_vectors else np.empty(0, np.float32)
-            yield StoreRecord(record_doc_id(record), vector, payload)
-
-    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
-        """Doc ids and stored vectors ((n, dim) float32) for exact reference scoring."""
-        _, spec = self._attach()
-        doc_ids: list[str] = []
-        rows: list[np.ndarray] = []
-        for record in self._scroll(lang, True, [DOC_ID_KEY], 1000):
-            doc_ids.append(record_doc_id(record))
-            rows.append(_record_vector(record, spec.vector_name))
-        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), spec.dim)  # (n, dim)
-        return doc_ids, matrix
-
-    def doc_ids(self, lang: Langs = None) -> set[str]:
-        """All stored doc ids, optionally of one language."""
-        return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 2000)}
-
-    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
-        """Which of these doc ids are already stored, with their content hashes (None: none stored)."""
-        name, _ = self._attach()
-        by_point = {point_id(d): d for d in doc_ids}
-        pids = list(by_point)
-        found: dict[str, str | None] = {}
-        for start in range(0, len(pids), 1000):
-            records = self._call(
-                "retrieve",
-                self._client.retrieve,
-                name,
-                ids=pids[start : start + 1000],
-                with_payload=[CONTENT_KEY],
-                with_vectors=False,
-            )
-            found.update((by_point[str(r.id)], (r.payload or {}).get(CONTENT_KEY)) for r in records)
-        return found
-
     # ----------------------------------------------------------------- closing
 
     def close(self) -> None:
@@ -521,7 +487,7 @@ class ServerStore:
     def _handshake(self) -> None:
         """Reachable, recent enough, and the key accepted (one-line StoreError otherwise)."""
         # a refused connection or an unknown host at first contact is a wrong URL: not retried
-        answer = self._call("connecting", self._client.info, transient=_is_transient_status_or_timeout)
+        answer = self._call("connecting", self._client.info, transient=is_transient_status_or_timeout)
         version = one_line(scrub(str(answer.version), self._secret), 60)  # the server's text: untrusted
         parsed = _parse_version(version)
         if parsed is None:
@@ -766,12 +732,12 @@ class ServerStore:
             if remote and self.retries:
                 return call_with_retries(
                     attempt,
-                    transient or _is_transient,
+                    transient or is_transient,
                     attempts=self.retries + 1,
                     backoff=self.backoff,
                     what=f"{what} on {self._where}",
                     budget=(self.retries + 1) * limit,
-                    describe=_kind,
+                    describe=failure_kind,
                     reserve=limit if self._grpc else 0.0,  # gRPC's deadline is not cut to the time left
                 )
             return attempt()
@@ -781,28 +747,18 @@ class ServerStore:
             raise self._error(exc, what) from None
 
     def _error(self, exc: BaseException, what: str) -> StoreError:
-        status = _status(exc)
-        where = self._where
-        if status in (401, 403):
-            if self._secret:
-                message = f"Qdrant at {where} rejected the API key ({status})"
-            else:
-                message = (
-                    f"Qdrant at {where} requires an API key ({status}); set {self._api_key_env} "
-                    "or use --api-key-file"
-                )
-        elif _is_timeout(exc):  # before "unreachable": a TLS handshake cut at the deadline is a ConnectError
-            limit = f"{self._attempt_limit():g} s per attempt"
-            if self.engine == "server" and self.retries:
-                limit += f", {(self.retries + 1) * self._attempt_limit():g} s with retries"
-            message = f"Qdrant at {where} did not answer in time ({what}; {limit}; see --timeout)"
-        elif _is_unreachable(exc):
-            port = f" (gRPC port {self._grpc_port})" if _grpc_code(exc) else ""
-            message = f"cannot reach Qdrant at {where}{port}: {_reason(exc)}"
-        else:
-            message = f"{what} on Qdrant at {where} failed: {_reason(exc)}"
-        logger.debug("%s failed: %s", what, type(exc).__name__)
-        return StoreError(one_line(scrub(message, self._secret)))
+        limit = self._attempt_limit()
+        total = (self.retries + 1) * limit if self.engine == "server" and self.retries else None
+        return store_error(
+            exc,
+            what,
+            where=self._where,
+            secret=self._secret,
+            api_key_env=self._api_key_env,
+            grpc_port=self._grpc_port,
+            attempt_limit=limit,
+            total_limit=total,
+        )
 
 
 # --------------------------------------------------------------------- helpers
@@ -819,99 +775,6 @@ def _parse_version(version: str | None) -> tuple[int, int] | None:
         return int(major), int(minor)
     except ValueError:
         return None
-
-
-def _grpc_code(exc: BaseException) -> str | None:
-    if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        with contextlib.suppress(Exception):
-            return exc.code().name
-    return None
-
-
-def _status(exc: BaseException) -> int | None:
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code
-    if type(exc).__name__ == "ResourceExhaustedResponse" or "Retry-After header" in str(exc):
-        return 429  # qdrant-client refuses a 429 whose Retry-After is a date
-    code = _grpc_code(exc)
-    return _GRPC_STATUS.get(code) if code else None
-
-
-def _source(exc: BaseException) -> BaseException:
-    return exc.source if isinstance(exc, ResponseHandlingException) else exc
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    src = _source(exc)
-    return (
-        isinstance(src, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError))
-        or _grpc_code(exc) == "UNAVAILABLE"
-    )
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """A timeout anywhere in the chain (httpx reports a TLS handshake that timed out as a ConnectError)."""
-    if _grpc_code(exc) == "DEADLINE_EXCEEDED":
-        return True
-    seen: set[int] = set()
-    current: BaseException | None = _source(exc)
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (httpx.TimeoutException, TimeoutError)):
-            return True
-        if isinstance(current, httpx.ConnectError) and "timed out" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Worth retrying: connection failures and resets, timeouts, 429 / 502 / 503 / 504."""
-    if _is_transient_status_or_timeout(exc) or _is_unreachable(exc):
-        return True
-    src = _source(exc)
-    return isinstance(src, (httpx.TransportError, ConnectionError)) and not isinstance(src, _NEVER_TRANSIENT)
-
-
-def _is_transient_status_or_timeout(exc: BaseException) -> bool:
-    """429 / 502 / 503 / 504, a timeout, or a connection dropped after it was made (not a refusal)."""
-    if _status(exc) in _TRANSIENT_STATUS or _is_timeout(exc):
-        return True
-    src = _source(exc)
-    return (
-        isinstance(src, (httpx.TransportError, ConnectionError))
-        and not _is_unreachable(exc)
-        and not isinstance(src, _NEVER_TRANSIENT)
-    )
-
-
-#: Transport errors that a retry cannot fix (a malformed request or URL on this side).
-_NEVER_TRANSIENT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
-
-
-def _kind(exc: BaseException) -> str:
-    """A short name for a failure, safe to log: the HTTP status, gRPC code or exception type."""
-    status = _status(exc)
-    if status is not None:
-        return f"HTTP {status}"
-    return _grpc_code(exc) or type(_source(exc)).__name__
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, single-line cause (the server's own error text where there is one)."""
-    if isinstance(exc, UnexpectedResponse):
-        detail = ""
-        with contextlib.suppress(Exception):
-            detail = exc.structured()["status"]["error"]
-        return f"{exc.status_code} {detail or exc.reason_phrase}".strip()
-    code = _grpc_code(exc)
-    if code:
-        details = ""
-        with contextlib.suppress(Exception):
-            details = exc.details() or ""
-        return f"{code} {details}".strip()
-    src = _source(exc)
-    return str(src).strip() or type(src).__name__
 
 
 @contextlib.contextmanager

@@ -1,0 +1,155 @@
+"""What the two Qdrant adapters share: the data plane and the alias rules over a few engine primitives.
+
+``EdgeStore`` (qdrant-edge, embedded) and ``ServerStore`` (qdrant-client: a server or its local mode)
+differ in how they reach Qdrant, not in what they do with it. This base class holds the common part;
+each engine supplies:
+
+- ``_scroll(langs, with_vectors, with_payload, batch)``: every point (of some languages), in pages;
+- ``_retrieve(point_ids, payload_keys)``: points by id, with those payload keys and no vectors;
+- ``_record_vector(record)``: a returned point's vector as (dim,) float32 (empty when none);
+- ``_spec_now()``: the collection's spec (attaching to it);
+- ``collections()``, ``aliases()``, ``_drop(name)``, ``_switch_alias(alias, collection, old)``,
+  ``_remove_alias(alias)``, ``_alias_changed(alias)`` (forget what was attached through the alias) and
+  ``_location()`` (the directory or server, for messages).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from hybrid_qdrant.errors import StoreError
+from hybrid_qdrant.store.base import CONTENT_KEY, DOC_ID_KEY, CollectionSpec, Langs, StoreRecord, point_id
+from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
+from hybrid_qdrant.store.points import record_doc_id
+
+logger = logging.getLogger(__name__)
+
+#: Points per ``_retrieve`` request.
+RETRIEVE_BATCH = 1000
+
+
+class QdrantStore:
+    """The data plane and alias rules of a Qdrant collection store (see the module docstring)."""
+
+    collection: str
+
+    # ----------------------------------------------------------------- engine primitives
+
+    def _scroll(self, lang: Langs, with_vectors: bool, with_payload: Any, batch: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _retrieve(self, point_ids: Sequence[str], payload_keys: list[str]) -> list[Any]:
+        raise NotImplementedError
+
+    def _record_vector(self, record: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _spec_now(self) -> CollectionSpec:
+        raise NotImplementedError
+
+    def collections(self) -> list[str]:
+        raise NotImplementedError
+
+    def aliases(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _drop(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _switch_alias(self, alias: str, collection: str, old: str | None) -> None:
+        raise NotImplementedError
+
+    def _remove_alias(self, alias: str) -> None:
+        raise NotImplementedError
+
+    def _location(self) -> str:
+        """Where the collections are, for messages (a directory or a server)."""
+        raise NotImplementedError
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Small string labels recorded on a collection (e.g. the state of a re-index); ``{}`` if none."""
+        raise NotImplementedError
+
+    def set_labels(self, name: str, changes: dict[str, str | None]) -> None:
+        """Record labels on a collection (None removes one)."""
+        raise NotImplementedError
+
+    def _alias_changed(self, alias: str) -> None:
+        """Called after ``alias`` moved or went away (a store attached through it re-resolves)."""
+
+    # ----------------------------------------------------------------- reading points back
+
+    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which of these doc ids are already stored, with their content hashes (None: none stored)."""
+        by_point = {point_id(d): d for d in doc_ids}
+        pids = list(by_point)
+        found: dict[str, str | None] = {}
+        for start in range(0, len(pids), RETRIEVE_BATCH):
+            for record in self._retrieve(pids[start : start + RETRIEVE_BATCH], [CONTENT_KEY]):
+                found[by_point[str(record.id)]] = (record.payload or {}).get(CONTENT_KEY)
+        return found
+
+    def iter_records(
+        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
+    ) -> Iterator[StoreRecord]:
+        """Scroll every point (optionally of some languages) with its full payload."""
+        for record in self._scroll(lang, with_vectors, True, batch):
+            vector = self._record_vector(record) if with_vectors else np.empty(0, np.float32)
+            yield StoreRecord(record_doc_id(record), vector, dict(record.payload or {}))
+
+    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
+        """Doc ids and stored vectors ((n, dim) float32) for exact reference scoring."""
+        dim = self._spec_now().dim
+        doc_ids: list[str] = []
+        rows: list[np.ndarray] = []
+        for record in self._scroll(lang, True, [DOC_ID_KEY], 2000):
+            doc_ids.append(record_doc_id(record))
+            rows.append(self._record_vector(record))
+        return doc_ids, np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)  # (n, dim)
+
+    def doc_ids(self, lang: Langs = None) -> set[str]:
+        """All stored doc ids, optionally of some languages."""
+        return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 2000)}
+
+    # ----------------------------------------------------------------- collections and aliases
+
+    def delete_collection(self, name: str) -> bool:
+        """Drop a collection (explicitly, by name); refuses aliases and alias targets."""
+        check_deletable(name, self.aliases())
+        return self._drop(name)
+
+    def next_version(self, base: str) -> str:
+        """The next free ``{base}_v{n}``."""
+        return next_version(base, self.collections())
+
+    def resolve(self, name: str) -> str:
+        """The collection an alias points to, or ``name``."""
+        return self.aliases().get(name, name)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` atomically; the previous target is kept."""
+        validate_name(alias, "alias")
+        validate_name(collection)
+        names = set(self.collections())
+        if alias in names:
+            raise StoreError(f"cannot create alias '{alias}': a collection has that name")
+        if collection not in names:
+            raise StoreError(
+                f"cannot point alias '{alias}' at '{collection}': no such collection at {self._location()}"
+            )
+        old = self.aliases().get(alias)
+        self._switch_alias(alias, collection, old)
+        logger.info("alias %s -> %s (was %s)", alias, collection, old)
+        self._alias_changed(alias)
+
+    def delete_alias(self, alias: str) -> bool:
+        """Remove an alias (its collection stays); False when there was none."""
+        if alias not in self.aliases():
+            return False
+        self._remove_alias(alias)
+        self._alias_changed(alias)
+        return True
