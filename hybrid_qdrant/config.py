@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from hybrid_qdrant.errors import ConfigError
 

@@ -4,11 +4,11 @@ batches, evaluation on the XQuAD-R fixture, the table and plots; re-runs skip fi
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
-import tomllib
 import torch
 from typer.testing import CliRunner
 

@@ -244,7 +244,7 @@ def evaluate(
     Args:
         benchmark: the loaded benchmark (its passages are in the store's collection).
         query_vectors: (len(benchmark.queries), dim) L2-normalised, in ``benchmark.queries`` order.
-        store: a ``VectorStore`` holding the benchmark's passages with ``lang`` in the payload.
+        store: a ``DataStore`` holding the benchmark's passages with ``lang`` in the payload.
         options: EvalOptions.
         progress: called after each slice.
         pool_is_collection: the collection holds exactly the evaluated languages' passages (checked by

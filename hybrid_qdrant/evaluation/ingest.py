@@ -30,7 +30,7 @@ from hybrid_qdrant.store.base import (
     LANG_KEY,
     TEXT_KEY,
     CollectionSpec,
-    VectorStore,
+    DataStore,
 )
 from hybrid_qdrant.types import Passage, is_valid_unicode
 
@@ -158,7 +158,7 @@ def _blocks(passages: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
 def ingest(
     passages: Iterable[Passage],
     encoder,
-    store: VectorStore,
+    store: DataStore,
     *,
     block_size: int = 2048,
     upsert_batch: int = 512,

@@ -303,6 +303,14 @@ def collection_name(cfg: JobConfig, benchmark: Benchmark, encoder) -> str:
     )
 
 
+def start(cfg: JobConfig, progress: JobProgress) -> tuple[Benchmark, Any, str]:
+    """A job's beginning: everything checked (``prepare``), then the model loaded and the collection
+    named. Returns (benchmark, encoder, collection name)."""
+    benchmark = prepare(cfg)
+    encoder = build_encoder(cfg, progress)
+    return benchmark, encoder, collection_name(cfg, benchmark, encoder)
+
+
 def prepare(cfg: JobConfig) -> Benchmark:
     """Everything a job checks before the model loads: the report path, the server settings, the
     benchmark and its languages, and the store (reached, so a wrong URL or key fails within the
@@ -358,9 +366,7 @@ def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOut
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
     progress = progress or JobProgress()
-    benchmark = prepare(cfg)
-    encoder = build_encoder(cfg, progress)
-    name = collection_name(cfg, benchmark, encoder)
+    benchmark, encoder, name = start(cfg, progress)
     with open_collection(cfg, name) as store:
         write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
 
@@ -437,9 +443,7 @@ def evaluate_job(
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
     progress = progress or JobProgress()
-    benchmark = prepare(cfg)
-    encoder = build_encoder(cfg, progress)
-    name = collection_name(cfg, benchmark, encoder)
+    benchmark, encoder, name = start(cfg, progress)
     if cfg.collection.recreate:
         rebuild(cfg, benchmark, encoder, name, progress)
     with open_collection(cfg, name) as store:

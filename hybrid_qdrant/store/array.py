@@ -1,6 +1,6 @@
 """An in-memory numpy store: exact brute-force search, the reference the Qdrant engines are held to.
 
-It keeps the ``VectorStore`` contract (lang filter, score-descending hits with doc-id tie-break) with
+It keeps the ``DataStore`` contract (lang filter, score-descending hits with doc-id tie-break) with
 plain matrix products, so it measures the floor of any evaluation: what the same work costs with no
 vector database in the way. Not persistent; for tests, benchmarks and small experiments.
 """

@@ -102,30 +102,44 @@ class StoreRecord:
 
 
 @runtime_checkable
-class VectorStore(Protocol):
-    """A Qdrant collection holding all languages, ``lang`` in the payload.
+class DataStore(Protocol):
+    """The data plane the jobs use: one Qdrant collection holding all languages, ``lang`` in the payload.
+
+    ``ArrayStore`` (numpy), ``EdgeStore`` (embedded) and ``ServerStore`` (a server) implement it.
 
     Contract:
         - ``upsert`` is idempotent: point ids are ``point_id(doc_id)``, so writing the same documents
           twice leaves the same points. Writes are durable when it returns (``wait=True``).
+        - ``existing`` tells which doc ids are stored and the content hash each was written with.
         - ``search`` returns, per query vector, hits sorted by score descending, ties by doc id
-          ascending (evaluation relies on this order); ``lang`` restricts
-          the search to passages of that language, or of any of several languages (a payload filter),
-          ``None`` searches all.
+          ascending (evaluation relies on this order); ``lang`` restricts the search to passages of that
+          language, or of any of several languages (a payload filter), ``None`` searches all.
           ``exact=True`` asks for exhaustive search (no HNSW approximation).
-        - ``count`` counts points, optionally of one language.
+        - ``count`` counts points, optionally of some languages; ``vectors`` reads them back.
     """
+
+    collection: str
+
+    def exists(self) -> bool:
+        """Whether the store's collection (or the collection its alias points to) exists."""
+        ...
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> bool:
         """Create the collection for ``spec`` or check an existing one; True if it was created.
 
         An existing collection whose dim, distance, vector name or encoder fingerprint differs raises
-        ``StoreError``; ``recreate=True`` drops and re-creates it instead.
+        ``StoreError``; ``recreate=True`` drops and re-creates it at once (a library option: the jobs
+        rebuild beside the old collection instead, see ``evaluation.jobs.reindex_with_alias``).
         """
         ...
 
     def upsert(self, doc_ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         """Write points (vectors: (n, dim) float32)."""
+        ...
+
+    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        """Which of these doc ids are stored, with the content hash each was written with (None when the
+        point predates content hashes): resumable ingestion skips the unchanged, re-encodes the rest."""
         ...
 
     def search(
@@ -135,7 +149,11 @@ class VectorStore(Protocol):
         ...
 
     def count(self, lang: Langs = None) -> int:
-        """Number of points, optionally only those with ``lang``."""
+        """Number of points, optionally only those of some languages."""
+        ...
+
+    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
+        """Doc ids and their stored vectors ((n, dim) float32; cosine vectors come back normalised)."""
         ...
 
     def close(self) -> None:
@@ -144,42 +162,8 @@ class VectorStore(Protocol):
 
 
 @runtime_checkable
-class ManagedStore(VectorStore, Protocol):
-    """A ``VectorStore`` that also reads points back and manages collections and aliases.
-
-    Both engines (``EdgeStore``: embedded, ``ServerStore``: a Qdrant server or qdrant-client's local
-    mode) implement it. The store is bound to ``collection`` (a collection or an alias name); the
-    collection-level methods take explicit names.
-    """
-
-    collection: str
-
-    def exists(self) -> bool:
-        """Whether the store's collection (or the collection its alias points to) exists."""
-        ...
-
-    def spec(self) -> CollectionSpec | None:
-        """The spec of the existing collection, None if it does not exist."""
-        ...
-
-    def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
-        """Which of these doc ids are stored, with the content hash each was written with (None when the
-        point predates content hashes): resumable ingestion skips the unchanged, re-encodes the rest."""
-        ...
-
-    def doc_ids(self, lang: Langs = None) -> set[str]:
-        """All stored doc ids, optionally of one language."""
-        ...
-
-    def iter_records(
-        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
-    ) -> Iterator[StoreRecord]:
-        """Scroll the points (vector: (dim,) float32, or empty when ``with_vectors=False``)."""
-        ...
-
-    def vectors(self, lang: Langs = None) -> tuple[list[str], np.ndarray]:
-        """Doc ids and their stored vectors ((n, dim) float32; cosine vectors come back normalised)."""
-        ...
+class AdminStore(Protocol):
+    """Collections and aliases at a location or server (explicit operations, never implicit)."""
 
     def collections(self) -> list[str]:
         """Names of all collections at this location or server."""
@@ -187,6 +171,10 @@ class ManagedStore(VectorStore, Protocol):
 
     def delete_collection(self, name: str) -> bool:
         """Drop a collection by name; True if it existed. Refuses while an alias points to it."""
+        ...
+
+    def aliases(self) -> dict[str, str]:
+        """All aliases: alias -> collection."""
         ...
 
     def set_alias(self, alias: str, collection: str) -> None:
@@ -197,10 +185,6 @@ class ManagedStore(VectorStore, Protocol):
         """Remove an alias (its collection stays); True if it existed."""
         ...
 
-    def aliases(self) -> dict[str, str]:
-        """All aliases: alias -> collection."""
-        ...
-
     def resolve(self, name: str) -> str:
         """The collection an alias points to, or ``name`` itself."""
         ...
@@ -209,8 +193,36 @@ class ManagedStore(VectorStore, Protocol):
         """The next free versioned name ``{base}_v{n}`` for a zero-downtime re-index."""
         ...
 
+    def labels(self, name: str) -> dict[str, str]:
+        """Small string labels recorded on a collection (e.g. a re-index's state)."""
+        ...
+
+    def set_labels(self, name: str, changes: dict[str, str | None]) -> None:
+        """Record labels on a collection (None removes one)."""
+        ...
+
     def for_collection(self, name: str) -> ManagedStore:
         """A store for another collection at the same location / on the same connection."""
+        ...
+
+
+@runtime_checkable
+class ManagedStore(DataStore, AdminStore, Protocol):
+    """Both planes, plus reading points back: what ``open_store`` returns (``EdgeStore``,
+    ``ServerStore``)."""
+
+    def spec(self) -> CollectionSpec | None:
+        """The spec of the existing collection, None if it does not exist."""
+        ...
+
+    def doc_ids(self, lang: Langs = None) -> set[str]:
+        """All stored doc ids, optionally of some languages."""
+        ...
+
+    def iter_records(
+        self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
+    ) -> Iterator[StoreRecord]:
+        """Scroll the points (vector: (dim,) float32, or empty when ``with_vectors=False``)."""
         ...
 
     def __enter__(self) -> ManagedStore: ...

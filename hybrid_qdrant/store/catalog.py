@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ class Catalog:
             "distance": spec.distance,
             "vector_name": spec.vector_name,
             "encoder": spec.encoder,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             POINTS_KEY: 0,
             **extra,
         }

@@ -36,7 +36,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -551,7 +551,7 @@ class ServerStore(QdrantStore):
         if self._metadata:
             metadata = {
                 META_ENCODER: spec.encoder,
-                META_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                META_CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
             }
         elif spec.encoder:
             logger.info(
