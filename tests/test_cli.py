@@ -112,6 +112,11 @@ def test_evaluate_end_to_end_writes_the_report(tmp_path, tiny_model):
         "evaluate", *common(tmp_path, tiny_model), "--engine", "exact", "--output", str(tmp_path / "b.json")
     )
     assert again.exit_code == 0, again.output
+    # the passages were in the collection already (nothing encoded); the queries came from the
+    # embedding cache, said once
+    n_queries = report["counts"]["queries"]
+    reused = [line for line in again.output.splitlines() if "reused from the embedding cache" in line]
+    assert reused == [f"{n_queries} of {n_queries} queries reused from the embedding cache (0 encoded)"]
     second = json.loads((tmp_path / "b.json").read_text())
     assert second["collection"] == report["collection"]
     assert second["metrics"] == pytest.approx(report["metrics"], abs=1e-9)

@@ -46,6 +46,12 @@ def progress_bars() -> Iterator[Any]:
             if phase in self.bars:
                 self.bars[phase].update(n)
 
+        def grow(self, phase: str, n: int) -> None:
+            if phase in self.bars:
+                bar = self.bars[phase]
+                bar.total = (bar.total or 0) + n
+                bar.refresh()
+
         def note(self, message: str) -> None:
             typer.echo(message, err=True)
 

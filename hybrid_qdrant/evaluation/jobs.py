@@ -206,16 +206,42 @@ class JobProgress:
     def note(self, message: str) -> None:
         """Something a person watching should know (e.g. what the cache reused)."""
 
+    def grow(self, phase: str, n: int) -> None:
+        """``phase`` (already started) has ``n`` more units than its total said."""
+
     def encoded(self, event: EncodeProgress) -> None:
-        """The embedding cache's report of one encoding call: turned into a phase and a note."""
-        phase = f"encode {event.role}s"
+        """The embedding cache's report of one encoding call (passages come in several, one per block):
+        one ``encode passages`` / ``encode queries`` phase whose total grows with each call, and a tally
+        of what the cache reused, noted by ``settle``."""
+        phase = f"encode {PLURAL[event.role]}"
+        state = self.__dict__.setdefault("_encoding", {})
         if event.encoded == 0:
-            if event.reused:
-                self.note(f"{event.reused} of {event.total} {event.role}s reused from the embedding cache")
-            self.start(phase, event.to_encode)
+            seen = state.setdefault(event.role, {"reused": 0, "total": 0, "done": 0})
+            first = seen["total"] == 0
+            seen["reused"] += event.reused
+            seen["total"] += event.total
+            seen["done"] = 0
+            if first:
+                self.start(phase, event.to_encode)
+            elif event.to_encode:
+                self.grow(phase, event.to_encode)
         else:
-            self.advance(phase, event.encoded - getattr(self, "_encoded", {}).get(phase, 0))
-        self.__dict__.setdefault("_encoded", {})[phase] = event.encoded
+            seen = state[event.role]
+            self.advance(phase, event.encoded - seen["done"])
+            seen["done"] = event.encoded
+
+    def settle(self, role: str) -> None:
+        """Note what the cache reused of ``role`` texts since the last ``settle`` (one line per phase,
+        however many encoding calls it took)."""
+        seen = self.__dict__.get("_encoding", {}).pop(role, None)
+        if seen and seen["reused"]:
+            self.note(
+                f"{seen['reused']} of {seen['total']} {PLURAL[role]} reused from the embedding cache"
+                f" ({seen['total'] - seen['reused']} encoded)"
+            )
+
+
+PLURAL = {"query": "queries", "passage": "passages"}
 
 
 # ----------------------------------------------------------------------------------------- assembly
@@ -386,9 +412,12 @@ def writer(
 
     def write(store) -> IngestStats:
         progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
-        return ingest_benchmark(
-            benchmark, encoder, store, on_error=on_error, progress=partial(progress.advance, CHECK)
-        )
+        try:
+            return ingest_benchmark(
+                benchmark, encoder, store, on_error=on_error, progress=partial(progress.advance, CHECK)
+            )
+        finally:
+            progress.settle("passage")
 
     return write
 
@@ -505,6 +534,7 @@ def run_evaluation(
     timings["ingest"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     query_vectors = encoder.encode_queries([q.text for q in benchmark.queries])  # (n_queries, dim)
+    progress.settle("query")
     timings["encode_queries"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     progress.start(SCORE, len(slices_for(benchmark, options.settings, options.languages)))
