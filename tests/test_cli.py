@@ -107,9 +107,10 @@ def test_evaluate_end_to_end_writes_the_report(tmp_path, tiny_model):
     assert report["protocol"] == {"answer_rule": "lareqa"}
 
     # a second run finds the collection complete, ingests nothing and gives the same numbers;
-    # the exact engine (numpy over the stored vectors) agrees with the Qdrant path
+    # the Qdrant query path agrees with the default (exact: numpy over the stored vectors)
+    assert report["options"]["engine"] == "exact"
     again = hq(
-        "evaluate", *common(tmp_path, tiny_model), "--engine", "exact", "--output", str(tmp_path / "b.json")
+        "evaluate", *common(tmp_path, tiny_model), "--engine", "qdrant", "--output", str(tmp_path / "b.json")
     )
     assert again.exit_code == 0, again.output
     # the passages were in the collection already (nothing encoded); the queries came from the

@@ -91,8 +91,11 @@ def test_qdrant_path_matches_brute_force(tmp_path, depth):
             pvecs,
             [{"lang": p.lang, "doc_id": p.doc_id} for p in bench.passages],
         )
-        qdrant = evaluate(bench, qvecs, store, EvalOptions(depth=depth))
+        qdrant = evaluate(bench, qvecs, store, EvalOptions(engine="qdrant", depth=depth))
         exact = evaluate(bench, qvecs, store, EvalOptions(engine="exact"))
+        auto = evaluate(bench, qvecs, store, EvalOptions())
+    assert auto.options.engine == "exact" and qdrant.options.engine == "qdrant"
+    assert [r.per_query for r in auto.slices] == [r.per_query for r in exact.slices]
     reference = _brute_force_metrics(bench, pvecs, qvecs)
     assert qdrant.counts["query_slices"] == 3 * 60 * 4  # each query: mono, 2 cross, multi
     for q_res, e_res in zip(qdrant.slices, exact.slices, strict=False):
@@ -144,3 +147,11 @@ def test_queries_without_relevant_in_target_language_are_dropped_and_counted(toy
     en_de = next(r for r in result.slices if r.slice.key == "en-de")
     assert (en_de.n_queries, en_de.n_dropped) == (1, 1)
     assert result.counts["dropped_no_relevant"] == 1
+
+
+def test_auto_engine_is_exact_for_full_rankings_and_qdrant_for_streamed_or_truncated():
+    assert EvalOptions().resolved(streamed=False).engine == "exact"
+    assert EvalOptions().resolved(streamed=True).engine == "qdrant"  # millions of passages: no matrix
+    assert EvalOptions(full_ranking=False).resolved().engine == "qdrant"  # truncated: what Qdrant returns
+    assert EvalOptions(engine="qdrant").resolved().engine == "qdrant"
+    assert EvalOptions(engine="exact").resolved(streamed=True).engine == "exact"  # asked for

@@ -275,7 +275,12 @@ EVALUATE = (
         csv=True,
         metavar="SETTINGS",
     ),
-    Flag("evaluate.engine", ("--engine",), "qdrant (default) or exact (numpy over the stored vectors)."),
+    Flag(
+        "evaluate.engine",
+        ("--engine",),
+        "auto (default: exact for full-ranking metrics, qdrant for a streamed corpus), exact (numpy "
+        "over the vectors stored in the collection) or qdrant (filtered queries through Qdrant).",
+    ),
     Flag("evaluate.depth", ("--depth",), "Qdrant query limit (default 10 with full ranking, else 100).", int),
     Flag(
         "evaluate.full_ranking",

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 #: Metrics computed for every slice; rank distance only where a query has several relevant passages.
 SLICE_METRICS = ("map", "recall@1", "recall@10", "recall@100", "ndcg@10", "mrr@10")
 MULTI_METRICS = (*SLICE_METRICS, "rank_distance")
-ENGINES = ("qdrant", "exact")
+ENGINES = ("auto", "exact", "qdrant")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,11 @@ class EvalOptions:
         settings: any of ``mono``, ``cross``, ``multi``.
         languages: restrict to these of the benchmark's languages (None: all; a job sets its languages
             in ``[benchmark]`` instead).
-        engine: ``qdrant`` (queries through the store) or ``exact`` (numpy brute force over the
-            store's vectors: the reference).
+        engine: ``exact`` (numpy brute force over the vectors as stored in the collection, read once
+            per language: the fastest exact path), ``qdrant`` (filtered queries through the store's
+            query API, exact ranks computed beyond ``depth``; what a deployment runs) or ``auto``
+            (default): ``exact`` for full-ranking metrics on a corpus held in memory, ``qdrant`` for a
+            streamed corpus. Both give the same metrics up to float32 near-ties.
         depth: Qdrant query limit per query and slice; None picks 10 with ``full_ranking`` (deeper
             relevant passages get exact ranks anyway, and each hit costs Python time) and 100 without
             it (R@100 needs the top 100).
@@ -65,7 +68,7 @@ class EvalOptions:
 
     settings: tuple[str, ...] = SETTINGS
     languages: tuple[str, ...] | None = None
-    engine: str = "qdrant"
+    engine: str = "auto"
     depth: int | None = None
     full_ranking: bool | None = None
     exact_search: bool = True
@@ -93,10 +96,14 @@ class EvalOptions:
         }, "[evaluate] (languages: [benchmark])"
 
     def resolved(self, streamed: bool = False) -> EvalOptions:
-        """These options with ``full_ranking`` and ``depth`` decided (for a streamed corpus or not)."""
+        """These options with ``full_ranking``, ``depth`` and ``engine`` decided (for a streamed corpus
+        or not)."""
         full = self.full_ranking if self.full_ranking is not None else not streamed
         depth = self.depth if self.depth is not None else (10 if full else 100)
-        return replace(self, full_ranking=full, depth=depth)
+        engine = self.engine
+        if engine == "auto":
+            engine = "exact" if full and not streamed else "qdrant"
+        return replace(self, full_ranking=full, depth=depth, engine=engine)
 
 
 @dataclass
