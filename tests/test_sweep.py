@@ -101,9 +101,17 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
     state = json.loads((tmp_path / "sweep" / STATE_FILE).read_text(encoding="utf-8"))
     assert state["cells"]["tiny-32_a0_s42"]["status"] == "done" and Path(lost["report"]).is_file()
 
-    # a finished cell is never silently mixed with cells of other settings
+    # other evaluation settings: every cell is evaluated again with them, none retrained
+    rescored = recipe_copy(tmp_path, evaluate={"evaluate.engine": "qdrant"})
+    run_sweep(load_sweep(rescored))
+    state = json.loads((tmp_path / "sweep" / STATE_FILE).read_text(encoding="utf-8"))
+    assert all(c["status"] == "done" for c in state["cells"].values())
+    for entry in state["cells"].values():
+        assert json.loads(Path(entry["report"]).read_text(encoding="utf-8"))["options"]["engine"] == "qdrant"
+
+    # a finished cell is never silently mixed with cells of other training settings
     changed = recipe_copy(tmp_path, train_overrides={"train.max_steps": 3})
-    with pytest.raises(ConfigError, match="tiny-16_a0_s42 in .* was run with other settings"):
+    with pytest.raises(ConfigError, match="tiny-16_a0_s42 in .* was trained with other settings"):
         run_sweep(load_sweep(changed))
 
 

@@ -4,9 +4,10 @@ Each cell trains with the base training config (``train.alpha``, ``train.seed``,
 cell) and evaluates the saved model (LoRA: base + adapter) with the sweep's evaluation job in an
 embedded store of its own, using the training config's query / passage prompts, then keeps its report
 (with per-query values), log history and log under the results folder. The state file records each
-finished step with a fingerprint of the cell's configs: a re-run skips finished cells, resumes an
-interrupted training from its last checkpoint, and refuses a cell whose config changed (use another
-``dir``). Under ``accelerate launch`` / ``torchrun`` every process trains each cell together; the main
+finished step with fingerprints of the cell's training and evaluation configs: a re-run skips finished
+cells, evaluates again (without retraining) a cell whose evaluation settings changed, resumes an
+interrupted training from its last checkpoint, and refuses a cell whose training config changed (use
+another ``dir``). Under ``accelerate launch`` / ``torchrun`` every process trains each cell together; the main
 process alone evaluates, records the state and writes the table.
 """
 
@@ -178,14 +179,19 @@ def run_sweep(config: SweepConfig) -> dict[str, Path]:
     for cell in cells:  # every cell's config is checked before the first one trains
         config_from_dict(_train_data(config, cell, base))
     for number, cell in enumerate(cells, 1):
-        key = fingerprint(_train_data(config, cell, base), ev, asdict(cell.model))
-        entry = state["cells"].setdefault(cell.id, {"fingerprint": key})
-        if entry.get("fingerprint") != key:
+        trained_with = fingerprint(_train_data(config, cell, base), asdict(cell.model))
+        evaluated_with = fingerprint(ev)
+        entry = state["cells"].setdefault(cell.id, {"train_fingerprint": trained_with})
+        if entry.get("train_fingerprint") != trained_with:
             raise ConfigError(
-                f"cell {cell.id} in {root} was run with other settings; use another [sweep] dir "
+                f"cell {cell.id} in {root} was trained with other settings; use another [sweep] dir "
                 "(or delete that cell's folder and its entry in sweep_state.json)"
             )
         entry.update(model=cell.model.label, alpha=cell.alpha, seed=cell.seed)
+        if entry.get("status") == "done" and entry.get("eval_fingerprint") != evaluated_with:
+            logger.info("cell %s: the evaluation settings changed; evaluating its model again", cell.id)
+            entry["status"] = "trained"
+        entry["eval_fingerprint"] = evaluated_with
         if entry.get("status") == "done" and Path(entry.get("report", "")).is_file():
             logger.info("cell %d/%d %s: done, skipped", number, len(cells), cell.id)
             continue
