@@ -43,6 +43,7 @@ class FakeQdrant:
         self.aliases: dict[str, str] = {}
         self.fault: Fault | None = None
         self.requests: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str, dict]] = []  # (path, JSON body) of every request
         self.faults_applied: list[tuple[str, str, str]] = []
         self.stop = threading.Event()
         self._seen: dict[str, int] = {}
@@ -281,6 +282,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else {}
         fake.requests.append((self.command, parts.path))
+        fake.bodies.append((parts.path, body))
         action = fake.fault_for(self.command, parts.path, body)
         if action == "hang":
             fake.stop.wait()

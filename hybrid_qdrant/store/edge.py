@@ -87,7 +87,7 @@ from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
 from hybrid_qdrant.store.locks import Busy, held_elsewhere, path_lock
 from hybrid_qdrant.store.naming import validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, stored_payload
-from hybrid_qdrant.store.qdrant import QdrantStore
+from hybrid_qdrant.store.qdrant import QdrantStore, search_ef
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,8 @@ class EdgeStore(QdrantStore):
         recreate: drop the collection now (it is re-created by ``ensure_collection``).
         upsert_batch: points per engine update.
         query_batch: queries per ``query_batch`` call.
-        hnsw_ef: HNSW beam width for approximate searches (``exact=False``) once a shard is optimised.
+        hnsw_ef: HNSW beam width for approximate searches (``exact=False``) once a shard is optimised;
+            None: ``search_ef``'s rule.
     """
 
     engine = "edge"
@@ -384,7 +385,10 @@ class EdgeStore(QdrantStore):
         if limit == 0:
             return [[] for _ in range(len(queries))]
         flt = _lang_filter(lang)
-        params = SearchParams(exact=True) if exact else SearchParams(hnsw_ef=self.hnsw_ef, exact=False)
+        if exact:
+            params = SearchParams(exact=True)
+        else:
+            params = SearchParams(hnsw_ef=search_ef(self.hnsw_ef, limit), exact=False)
         using = self._spec.vector_name or None
         sign = -1.0 if self._spec.distance == "euclid" else 1.0
         out: list[list[Hit]] = []

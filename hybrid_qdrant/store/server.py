@@ -73,7 +73,7 @@ from hybrid_qdrant.store.connection import (
 from hybrid_qdrant.store.deadline import deadline, deadline_transport
 from hybrid_qdrant.store.naming import validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, sorted_hits, stored_payload
-from hybrid_qdrant.store.qdrant import QdrantStore
+from hybrid_qdrant.store.qdrant import QdrantStore, search_ef
 from hybrid_qdrant.store.retry import call_with_retries
 from hybrid_qdrant.store.server_errors import (
     failure_kind,
@@ -106,7 +106,7 @@ class ServerStore(QdrantStore):
     Args:
         upsert_batch: points per upsert request.
         query_batch: queries per ``query_batch_points`` request.
-        hnsw_ef: HNSW beam width for approximate searches (``exact=False``).
+        hnsw_ef: HNSW beam width for approximate searches (``exact=False``); None: ``search_ef``'s rule.
         retries: extra attempts after a transient failure (server engine).
         backoff: first retry delay in seconds, doubled each time.
         timeout: seconds one attempt of a call may take in total (server engine); a call with its
@@ -426,7 +426,10 @@ class ServerStore(QdrantStore):
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         name, spec = self._attach()
         queries = check_matrix(vectors, spec.dim, "query vectors")  # (n, dim)
-        params = qm.SearchParams(exact=True) if exact else qm.SearchParams(hnsw_ef=self.hnsw_ef, exact=False)
+        if exact:
+            params = qm.SearchParams(exact=True)
+        else:
+            params = qm.SearchParams(hnsw_ef=search_ef(self.hnsw_ef, limit), exact=False)
         if self.engine == "client-local":
             params = None  # local mode always searches exhaustively (and warns about params)
         flt = _lang_filter(lang)
