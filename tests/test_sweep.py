@@ -4,6 +4,7 @@ batches, evaluation on the XQuAD-R fixture, the table and plots; re-runs skip fi
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import tomli_w
 import torch
 from typer.testing import CliRunner
 
-from hybrid_qdrant.errors import ConfigError
-from hybrid_qdrant.sweep import STATE_FILE, load_sweep, run_sweep
+from hybrid_qdrant.errors import ConfigError, DataError
+from hybrid_qdrant.sweep import STATE_FILE, collect, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "training" / "sweeps" / "tiny.toml"
@@ -87,6 +88,35 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
         encoding="utf-8"
     )
     assert not list(out.rglob("qdrant"))  # the evaluation store stays under the run dir
+
+    # an untuned model's report makes a row, a line in the alpha plot and a reference of every alpha;
+    # here the base is the alpha-1 cell's own report, so its row equals that cell's and the differences
+    # with alpha 1 are 0
+    base = tmp_path / "base.json"
+    shutil.copyfile(out / "cells" / "tiny-16_a1_s42" / "report.json", base)
+    shutil.copyfile(
+        out / "cells" / "tiny-16_a1_s42" / "report.queries.json.gz", tmp_path / "base.queries.json.gz"
+    )
+    with_base = tomllib.loads(path.read_text(encoding="utf-8"))
+    with_base["models"][0]["base_report"] = str(base)
+    path.write_text(tomli_w.dumps(with_base), encoding="utf-8")
+    collect(load_sweep(path))
+    table = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    untuned = [r for r in table["rows"] if r["alpha"] is None]
+    alpha1 = next(r for r in table["rows"] if r["model"] == "tiny-16" and r["alpha"] == 1.0)
+    assert [r["model"] for r in untuned] == ["tiny-16"]
+    assert untuned[0]["mono/map"]["mean"] == pytest.approx(alpha1["mono/map"]["mean"])
+    against_base = [c for c in table["significance"] if c["reference_alpha"] is None]
+    assert {c["alpha"] for c in against_base} == {0.0, 0.5, 1.0}
+    assert all(c["difference"] == 0 for c in against_base if c["alpha"] == 1.0)
+    assert "| tiny-16 | " in (out / "sweep.md").read_text(encoding="utf-8")
+    assert "| untuned |" in (out / "sweep.md").read_text(encoding="utf-8")
+    # a base evaluated on other languages is refused, naming what differs
+    report = json.loads(base.read_text(encoding="utf-8"))
+    base.write_text(json.dumps({**report, "languages": ["en"]}), encoding="utf-8")
+    with pytest.raises(DataError, match="base_report .* languages"):
+        collect(load_sweep(path))
+    base.write_text(json.dumps(report), encoding="utf-8")
 
     # a re-run trains nothing; a cell whose evaluation was lost is evaluated again, not retrained
     def no_training(config, callbacks=()):

@@ -18,6 +18,7 @@ A sweep file::
     params = 0                                        # for the plots; 0: counted from the directory
     tiny = { hidden = 16 }                            # build a tiny random decoder at `name` first
     overrides = { "train.batch_size" = 8 }            # dotted keys for this model's cells
+    base_report = "eval/results/base.json"            # optional: the untuned model's hq evaluate report
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class SweepModel:
         overrides: dotted training overrides for this model's cells (``{"train.batch_size" = 8}``).
         tiny: build a tiny random decoder at ``name`` first (``build_tiny_decoder`` options: hidden,
             layers, heads, kv_heads, vocab_size, max_seq_length, seed), from the training texts.
+        base_report: the untuned model's ``hq evaluate`` report (with its per-query file), evaluated on
+            the cells' benchmark, languages and protocol: a "base" row in the table, a line in the
+            alpha plot, and every alpha compared with it.
     """
 
     label: str
@@ -51,8 +55,11 @@ class SweepModel:
     params: float = 0.0
     overrides: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, int] = field(default_factory=dict)
+    base_report: str = ""
 
     def __post_init__(self) -> None:
+        if self.base_report and not Path(self.base_report).expanduser().is_file():
+            raise ConfigError(f"[[models]] {self.label}: base_report {self.base_report} is not a file")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.label):
             raise ConfigError(f"[[models]] label {self.label!r} must be letters, digits, '-', '_' or '.'")
         if self.tiny and not self.name:

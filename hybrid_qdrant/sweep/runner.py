@@ -179,7 +179,8 @@ def run_sweep(config: SweepConfig) -> dict[str, Path]:
     for cell in cells:  # every cell's config is checked before the first one trains
         config_from_dict(_train_data(config, cell, base))
     for number, cell in enumerate(cells, 1):
-        trained_with = fingerprint(_train_data(config, cell, base), asdict(cell.model))
+        model = {k: v for k, v in asdict(cell.model).items() if k != "base_report"}  # not a training key
+        trained_with = fingerprint(_train_data(config, cell, base), model)
         evaluated_with = fingerprint(ev)
         entry = state["cells"].setdefault(cell.id, {"train_fingerprint": trained_with})
         if entry.get("train_fingerprint") != trained_with:

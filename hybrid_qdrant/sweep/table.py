@@ -5,7 +5,8 @@ Per setting, the table gives the macro average (as the reports), its mean over t
 interval from a two-level bootstrap over clusters of parallel queries (a question in every language)
 and over the seeds (``significance.bootstrap_mean``), plus the standard deviation of the per-seed values
 when there are two seeds or more. Each alpha is compared with ``reference_alpha`` per model by ``hq
-compare`` with all seeds of both sides.
+compare`` with all seeds of both sides, and with the untuned model when ``[[models]] base_report``
+names its report (a "base" row, and a line in the alpha plot).
 """
 
 from __future__ import annotations
@@ -67,6 +68,27 @@ def _interval(reports: list[Path], setting: str, metric: str, config: SweepConfi
     }
 
 
+def _check_same_evaluation(base: Path, cell: Path) -> None:
+    """The base report must be the cells' evaluation of another model: same benchmark, languages,
+    protocol, queries and passages (DataError otherwise)."""
+    try:
+        a, b = (json.loads(Path(p).read_text(encoding="utf-8")) for p in (base, cell))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the report {exc}") from exc
+    for key in ("benchmark", "languages", "protocol"):
+        if a.get(key) != b.get(key):
+            raise DataError(
+                f"base_report {base}: {key} {a.get(key)!r} differs from the cells' {b.get(key)!r}; evaluate "
+                "the untuned model with the sweep's evaluation config"
+            )
+    for key in ("queries", "passages", "query_slices"):
+        if a.get("counts", {}).get(key) != b.get("counts", {}).get(key):
+            raise DataError(
+                f"base_report {base}: counts.{key} {a['counts'].get(key)} differs from the cells' "
+                f"{b['counts'].get(key)}; evaluate the untuned model with the sweep's evaluation config"
+            )
+
+
 def _parameters(model: SweepModel, base: dict[str, Any]) -> float:
     from hybrid_qdrant.training.memory import parameter_count, resolve_shape
 
@@ -114,6 +136,19 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
                     row[f"{setting}/{metric}"] = value
             by_alpha[(model.label, alpha)] = reports
             rows.append(row)
+        if model.base_report and any((model.label, a) in by_alpha for a in config.sweep.alphas):
+            base_report = Path(model.base_report).expanduser()
+            cell_report = next(
+                by_alpha[(model.label, a)][0] for a in config.sweep.alphas if (model.label, a) in by_alpha
+            )
+            _check_same_evaluation(base_report, cell_report)
+            row = {"model": model.label, "params": params, "alpha": None, "seeds": 0}
+            for setting, metric in METRICS:
+                value = _interval([base_report], setting, metric, config)
+                if value is not None:
+                    row[f"{setting}/{metric}"] = value
+            by_alpha[(model.label, None)] = [base_report]
+            rows.append(row)
     comparisons = _significance(config, by_alpha)
     out = config.results_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -143,44 +178,63 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
 def _significance(
     config: SweepConfig, by_alpha: Mapping[tuple[str, float], list[Path]]
 ) -> list[dict[str, Any]]:
-    """Per model, each alpha against ``reference_alpha`` with ``hq compare`` (all seeds of each side)."""
+    """Per model, each alpha against ``reference_alpha`` and against the untuned model (when its report is
+    given) with ``hq compare`` (all seeds of each side)."""
+
+    out = []
+    for model in config.models:
+        for ref in (config.sweep.reference_alpha, None):  # None: the untuned base
+            reference = by_alpha.get((model.label, ref))
+            if not reference:
+                continue
+            for alpha in config.sweep.alphas:
+                reports = by_alpha.get((model.label, alpha))
+                if alpha == ref or not reports:
+                    continue
+                out += _compare(config, model.label, alpha, ref, reports, reference)
+    return out
+
+
+def _compare(
+    config: SweepConfig,
+    label: str,
+    alpha: float,
+    ref: float | None,
+    reports: list[Path],
+    reference: list[Path],
+) -> list[dict[str, Any]]:
     from hybrid_qdrant.evaluation.compare import compare_reports
 
     out = []
-    ref = config.sweep.reference_alpha
-    for model in config.models:
-        reference = by_alpha.get((model.label, ref))
-        if not reference:
+    for setting, metric in METRICS:
+        try:
+            (row,) = compare_reports(
+                reports,
+                reference,
+                (metric,),
+                (setting,),
+                n_resamples=config.sweep.resamples,
+                confidence=config.sweep.confidence,
+            )
+        except DataError as exc:
+            against = "base" if ref is None else f"{ref:g}"
+            logger.warning("%s alpha %g vs %s, %s/%s: %s", label, alpha, against, setting, metric, exc)
             continue
-        for alpha in config.sweep.alphas:
-            reports = by_alpha.get((model.label, alpha))
-            if alpha == ref or not reports:
-                continue
-            for setting, metric in METRICS:
-                try:
-                    (row,) = compare_reports(
-                        reports,
-                        reference,
-                        (metric,),
-                        (setting,),
-                        n_resamples=config.sweep.resamples,
-                        confidence=config.sweep.confidence,
-                    )
-                except DataError as exc:
-                    logger.warning(
-                        "%s alpha %g vs %g, %s/%s: %s", model.label, alpha, ref, setting, metric, exc
-                    )
-                    continue
-                out.append(
-                    {
-                        "model": model.label,
-                        "alpha": alpha,
-                        "reference_alpha": ref,
-                        "metric": f"{setting}/{metric}",
-                        **{k: v for k, v in row.as_dict().items() if k not in ("setting", "metric")},
-                    }
-                )
+        out.append(
+            {
+                "model": label,
+                "alpha": alpha,
+                "reference_alpha": ref,
+                "metric": f"{setting}/{metric}",
+                **{k: v for k, v in row.as_dict().items() if k not in ("setting", "metric")},
+            }
+        )
     return out
+
+
+def against(comparison: dict[str, Any]) -> str:
+    ref = comparison["reference_alpha"]
+    return "untuned" if ref is None else f"alpha {ref:g}"
 
 
 def _cell(value: dict[str, Any] | None, key: str) -> str:
@@ -210,19 +264,19 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
     ]
     for row in rows:
         cells = [_cell(row.get(k), k) for k in keys]
-        lines.append(
-            f"| {row['model']} | {_params(row['params'])} | {row['alpha']:g} | " + " | ".join(cells) + " |"
-        )
+        alpha = "untuned" if row["alpha"] is None else f"{row['alpha']:g}"
+        lines.append(f"| {row['model']} | {_params(row['params'])} | {alpha} | " + " | ".join(cells) + " |")
     if comparisons:
         lines += [
             "",
-            f"Each alpha against alpha = {config.sweep.reference_alpha:g} (`hq compare` with every seed "
-            "of each side: bootstrap over question clusters and seeds):",
+            f"Each alpha against alpha = {config.sweep.reference_alpha:g} and against the untuned model "
+            "where its report is given (`hq compare` with every seed of each side: bootstrap over question "
+            "clusters and seeds; difference = alpha - reference):",
             "",
-            "| model | alpha | metric | difference | "
+            "| model | alpha | against | metric | difference | "
             + pct
             + " CI | p (bootstrap) | p (randomisation) | run-pair differences | queries | clusters |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in comparisons:
             s = display_scale(c["metric"])
@@ -233,7 +287,8 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
                 else f"{c['spread_low'] * s:+.2f} to {c['spread_high'] * s:+.2f}"
             )
             lines.append(
-                f"| {c['model']} | {c['alpha']:g} | {LABELS[c['metric']]} | {c['difference'] * s:+.2f} | "
+                f"| {c['model']} | {c['alpha']:g} | {against(c)} | {LABELS[c['metric']]} | "
+                f"{c['difference'] * s:+.2f} | "
                 f"[{c['ci_low'] * s:+.2f}, {c['ci_high'] * s:+.2f}] | {c['p_bootstrap']:.4f} | "
                 f"{p_rand} | {spread} | {c['n_queries']} | {c['n_clusters']} |"
             )
@@ -263,7 +318,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "params", "alpha", "seeds"] + [f"{k}:{f}" for k in keys for f in fields])
     for row in rows:
-        values = [row["model"], int(row["params"]), row["alpha"], row["seeds"]]
+        alpha = "untuned" if row["alpha"] is None else row["alpha"]
+        values = [row["model"], int(row["params"]), alpha, row["seeds"]]
         for k in keys:
             values += ["" if row.get(k) is None or row[k].get(f) is None else row[k][f] for f in fields]
         writer.writerow(values)
@@ -280,8 +336,10 @@ def _plot(rows: list[dict[str, Any]], x: str, path: Path, confidence: float) -> 
 
     keys = [f"{s}/{m}" for s, m in METRICS]
     groups: dict[Any, list[dict[str, Any]]] = {}
+    bases = [r for r in rows if r["alpha"] is None]  # untuned models: a line (alpha plot), nothing else
     for row in rows:
-        groups.setdefault(row["alpha"] if x == "params" else row["model"], []).append(row)
+        if row["alpha"] is not None:
+            groups.setdefault(row["alpha"] if x == "params" else row["model"], []).append(row)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6))
     for ax, key in zip(axes, keys, strict=True):
         s = display_scale(key)
@@ -297,7 +355,17 @@ def _plot(rows: list[dict[str, Any]], x: str, path: Path, confidence: float) -> 
             lows = np.array([r[key]["ci_low"] * s for r in members])
             highs = np.array([r[key]["ci_high"] * s for r in members])
             label = f"alpha {group:g}" if x == "params" else str(group)
-            ax.errorbar(xs, ys, yerr=np.stack([ys - lows, highs - ys]), marker="o", capsize=3, label=label)
+            line = ax.errorbar(
+                xs, ys, yerr=np.stack([ys - lows, highs - ys]), marker="o", capsize=3, label=label
+            )
+            base = next((b for b in bases if b["model"] == group and b.get(key)), None)
+            if x == "alpha" and base is not None:
+                value = base[key]
+                colour = line.lines[0].get_color()
+                ax.axhline(
+                    value["mean"] * s, color=colour, linestyle="--", linewidth=1, label=f"{group} untuned"
+                )
+                ax.axhspan(value["ci_low"] * s, value["ci_high"] * s, color=colour, alpha=0.12, linewidth=0)
         if x == "params":
             ticks = sorted({r["params"] for r in rows})
             ax.set_xscale("log")
