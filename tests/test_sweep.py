@@ -62,6 +62,8 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
     assert {c["alpha"] for c in table["significance"]} == {0.0, 1.0}  # against the reference alpha 0.5
     markdown = (out / "sweep.md").read_text(encoding="utf-8")
     assert "| tiny-64 | " in markdown and "multi rank distance" in markdown
+    assert [r["mono_share"] for r in table["rows"] if r["alpha"] in (0.0, 1.0)] == [[0.0], [1.0]] * 3
+    assert "| tiny-16 | 12.9 k | 1 | 100% | " in markdown  # the realised share of monolingual batches
     assert markdown in result.output
     csv_lines = (out / "sweep.csv").read_text(encoding="utf-8").splitlines()
     assert len(csv_lines) == 10 and csv_lines[0].startswith("model,params,alpha,seeds,mono/map:mean")

@@ -68,6 +68,19 @@ def _interval(reports: list[Path], setting: str, metric: str, config: SweepConfi
     }
 
 
+def _realised_mono_share(config: SweepConfig, cell_id: str) -> float | None:
+    """The share of monolingual batches a cell trained on (its log history), None when unknown."""
+    from hybrid_qdrant.training.trainer import LOG_HISTORY
+
+    try:
+        history = json.loads(
+            (config.results_dir / "cells" / cell_id / LOG_HISTORY).read_text(encoding="utf-8")
+        )
+        return float(history["realised_share"]["mono_share"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _check_same_evaluation(base: Path, cell: Path) -> None:
     """The base report must be the cells' evaluation of another model: same benchmark, languages,
     protocol, queries and passages (DataError otherwise)."""
@@ -129,6 +142,7 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
                 "params": params,
                 "alpha": alpha,
                 "seeds": len(reports),
+                "mono_share": [_realised_mono_share(config, c.id) for c in cells],
             }
             for setting, metric in METRICS:
                 value = _interval(reports, setting, metric, config)
@@ -259,13 +273,18 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
         "queries and over the seeds (mAP x 100; rank distance: lower is better)"
         + ("; ±: standard deviation of the per-seed values." if len(config.sweep.seeds) > 1 else "."),
         "",
-        "| model | parameters | alpha | " + " | ".join(LABELS[k] for k in keys) + " |",
-        "|---|---|---|" + "---|" * len(keys),
+        "| model | parameters | alpha | mono batches (realised) | "
+        + " | ".join(LABELS[k] for k in keys)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(keys),
     ]
     for row in rows:
         cells = [_cell(row.get(k), k) for k in keys]
         alpha = "untuned" if row["alpha"] is None else f"{row['alpha']:g}"
-        lines.append(f"| {row['model']} | {_params(row['params'])} | {alpha} | " + " | ".join(cells) + " |")
+        shares = ", ".join("?" if v is None else f"{v:.0%}" for v in row.get("mono_share", [])) or "-"
+        lines.append(
+            f"| {row['model']} | {_params(row['params'])} | {alpha} | {shares} | " + " | ".join(cells) + " |"
+        )
     if comparisons:
         lines += [
             "",
