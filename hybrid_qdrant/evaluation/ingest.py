@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_qdrant.encoding.source import source_json
 from hybrid_qdrant.errors import DataError, HQError
 from hybrid_qdrant.store.base import (
     CONTENT_KEY,
@@ -76,6 +77,12 @@ def content_hash(passage: Passage) -> str:
     parts = (passage.text, passage.lang, passage.group_id or "", passage.title or "")
     data = "\x1f".join(parts).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def collection_spec(encoder) -> CollectionSpec:
+    """The spec of a collection for ``encoder``: its dim and fingerprint, and how to load it again (the
+    source, recorded when the collection is created; see ``encoding.source``)."""
+    return CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint, source=source_json(encoder))
 
 
 def payload_of(passage: Passage, store_text: bool = True) -> dict[str, Any]:
@@ -197,7 +204,7 @@ def ingest(
     start = time.perf_counter()
     stats = IngestStats()
     validator = _Validator(languages, on_error, stats, check_duplicates)
-    spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+    spec = collection_spec(encoder)
     checked = isinstance(passages, Sequence)
     if checked:  # in memory: every record is checked before anything is created, encoded or written
         passages = [p for p in passages if validator.check(p)]

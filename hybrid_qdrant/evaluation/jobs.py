@@ -32,10 +32,9 @@ from hybrid_qdrant.encoding.cache import CachedEncoder, EncodeProgress
 from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder, model_label
 from hybrid_qdrant.errors import ConfigError, StoreError
 from hybrid_qdrant.evaluation.evaluate import EvalOptions, EvaluationResult, evaluate
-from hybrid_qdrant.evaluation.ingest import IngestStats, ingest
+from hybrid_qdrant.evaluation.ingest import IngestStats, collection_spec, ingest
 from hybrid_qdrant.evaluation.report import HEATMAP_SCALES, check_output, write_report
 from hybrid_qdrant.evaluation.slices import slices_for
-from hybrid_qdrant.store.base import CollectionSpec
 from hybrid_qdrant.store.collection_options import CollectionOptions
 from hybrid_qdrant.store.naming import next_version, versions
 from hybrid_qdrant.types import Benchmark
@@ -396,7 +395,7 @@ def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOut
     with open_collection(cfg, name) as store:
         write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
 
-        spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+        spec = collection_spec(encoder)
         if cfg.collection.alias or (cfg.collection.recreate and store.exists()):
             done = reindex_with_alias(store, name, write, spec, replace_collection=cfg.collection.recreate)
             return IngestOutcome(benchmark, done.collection, _count(store, done.collection), done.stats, done)
@@ -429,7 +428,7 @@ def rebuild(cfg: JobConfig, benchmark: Benchmark, encoder, name: str, progress: 
     with open_collection(cfg, name) as store:
         if not store.exists():
             return
-        spec = CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint)
+        spec = collection_spec(encoder)
 
         write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
 

@@ -56,12 +56,16 @@ class CollectionSpec:
         distance: ``cosine`` (default), ``dot`` or ``euclid``.
         vector_name: named vector, or ``""`` for the default unnamed vector.
         encoder: fingerprint of the model and encoding settings (see ``Encoder.fingerprint``).
+        source: how to load that encoder again (JSON of ``hybrid_qdrant.encoding.source.EncoderSource``:
+            model reference, prefixes, max length), recorded at creation so that a collection can be
+            searched without naming its model; ``""`` when unknown. Never compared: the fingerprint is.
     """
 
     dim: int
     distance: str = "cosine"
     vector_name: str = ""
     encoder: str = ""
+    source: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

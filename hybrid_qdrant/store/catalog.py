@@ -3,8 +3,9 @@
 Layout of a location::
 
     {location}/catalog.json              {"format": 1, "aliases": {alias: collection}}
-    {location}/{collection}/collection.json   dim, distance, vector name, encoder fingerprint, created,
-                                         points (recorded when the last writer closed; null while written)
+    {location}/{collection}/collection.json   dim, distance, vector name, encoder fingerprint and source
+                                         (how to load the encoder again), created, labels, points
+                                         (recorded when the last writer closed; null while written)
     {location}/{collection}/shard/       the qdrant-edge shard
     {location}/.creating-{collection}-{random}/   a collection being built (renamed into place when whole)
     {location}/.{collection}.lock        held while the collection is created, opened or dropped
@@ -27,6 +28,7 @@ from typing import Any
 from hybrid_qdrant.atomic_write import atomic_write_bytes
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store.base import CollectionSpec
+from hybrid_qdrant.store.compat import source_text
 from hybrid_qdrant.store.naming import validate_name
 
 try:  # advisory locks: POSIX only; elsewhere alias updates are atomic but not serialised
@@ -42,6 +44,7 @@ COLLECTION_FILE = "collection.json"
 SHARD_DIR = "shard"
 CREATING_PREFIX = ".creating-"
 POINTS_KEY = "points"
+SOURCE_KEY = "encoder_source"
 
 
 def move_aside(directory: Path) -> str:
@@ -131,6 +134,7 @@ class Catalog:
                 distance=str(meta["distance"]),
                 vector_name=str(meta.get("vector_name", "")),
                 encoder=str(meta.get("encoder", "")),
+                source=source_text(meta.get(SOURCE_KEY)),
             )
         except PermissionError:
             raise StoreError(f"cannot read {path}: permission denied") from None
@@ -156,6 +160,8 @@ class Catalog:
             POINTS_KEY: 0,
             **extra,
         }
+        if spec.source:
+            meta[SOURCE_KEY] = json.loads(spec.source)
         write_json_atomic((directory or self.collection_dir(name)) / COLLECTION_FILE, meta)
 
     def labels(self, name: str) -> dict[str, str]:
@@ -176,6 +182,17 @@ class Catalog:
                     labels[key] = value
             meta[LABELS_KEY] = labels
             write_json_atomic(self.collection_dir(name) / COLLECTION_FILE, meta)
+
+    def record_source(self, name: str, source: str) -> bool:
+        """Record the encoder source of a collection created before sources were recorded (one atomic
+        rewrite of its metadata); False when it records one already."""
+        with self._locked():
+            _, meta = self.read_spec(name)
+            if meta.get(SOURCE_KEY):
+                return False
+            meta[SOURCE_KEY] = json.loads(source)
+            write_json_atomic(self.collection_dir(name) / COLLECTION_FILE, meta)
+        return True
 
     def aliases(self) -> dict[str, str]:
         """alias -> collection."""

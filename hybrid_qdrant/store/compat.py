@@ -35,6 +35,14 @@ def fingerprint_matches(stored: str, fingerprint: str) -> bool:
     return stored == fingerprint or stored == encoder_tag(fingerprint)
 
 
+def source_text(value: object) -> str:
+    """A recorded encoder source (an object in the metadata) as ``CollectionSpec.source`` holds it: JSON
+    text, ``""`` when none."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value if isinstance(value, str) else ""
+
+
 def check_spec(name: str, existing: CollectionSpec, wanted: CollectionSpec) -> None:
     """Raise StoreError naming the first difference between an existing collection and ``wanted``.
 

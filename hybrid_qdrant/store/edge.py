@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +268,9 @@ class EdgeStore(QdrantStore):
             if self.catalog.has_collection(name) or not self._create(name, spec):
                 self._attach()
                 check_spec(self.collection, self._spec, spec)
+                if spec.source and not self._spec.source:  # built before sources were recorded
+                    self.catalog.record_source(name, spec.source)
+                    self._spec = replace(self._spec, source=spec.source)
                 return False
             return True
 

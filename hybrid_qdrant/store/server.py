@@ -5,9 +5,11 @@ Engines:
     ``client-local``: qdrant-client's local mode (``path`` or ``:memory:``). Slow on filtered search, but
     it runs this module's code path (collection checks, aliases, idempotent upserts) without Docker.
 
-Encoder fingerprint: kept in the collection's metadata (``hq_encoder``; Qdrant >= 1.16 and local mode).
+Encoder fingerprint: kept in the collection's metadata (``hq_encoder``; Qdrant >= 1.16 and local mode),
+with the encoder's source (``hq_encoder_source``: how to load it again) when the collection is created.
 On older servers it is read from the ``ENCODER_KEY`` payload field of a sample point, where ingestion
-writes the fingerprint's ``encoder_tag`` (and ``upsert`` adds it when a payload lacks it).
+writes the fingerprint's ``encoder_tag`` (and ``upsert`` adds it when a payload lacks it); they record
+no source.
 
 The API key never appears in a message, repr or log line: it is checked before use (printable ASCII,
 surrounding whitespace stripped), held as a ``Secret``, every client exception is translated into a
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import logging
 import math
 import threading
@@ -57,7 +60,7 @@ from hybrid_qdrant.store.base import (
     point_id,
 )
 from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
-from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
+from hybrid_qdrant.store.compat import check_spec, encoder_tag, source_text, validate_spec
 from hybrid_qdrant.store.connection import (
     API_KEY_ENV,
     Secret,
@@ -89,6 +92,7 @@ MEMORY = ":memory:"
 META_ENCODER = "hq_encoder"
 META_LABELS = "hq_labels"
 META_CREATED = "hq_created"
+META_SOURCE = "hq_encoder_source"
 #: Oldest server with the Query API and tenant keyword indexes.
 MIN_SERVER = (1, 11)
 #: First server version with collection metadata.
@@ -556,6 +560,8 @@ class ServerStore(QdrantStore):
                 META_ENCODER: spec.encoder,
                 META_CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
             }
+            if spec.source:
+                metadata[META_SOURCE] = json.loads(spec.source)
         elif spec.encoder:
             logger.info(
                 "Qdrant at %s has no collection metadata: the encoder is checked through payloads",
@@ -633,6 +639,7 @@ class ServerStore(QdrantStore):
             distance=distance,
             vector_name=vector_name,
             encoder=str(encoder or ""),
+            source=source_text(metadata.get(META_SOURCE)),
         )
 
     def _sample_encoder(self, name: str) -> str:
