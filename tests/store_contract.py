@@ -224,6 +224,30 @@ class StoreContract:
             worker.join()
             assert store.count() == 40
 
+    def test_payloads_on_request_and_details(self, opener):
+        doc_ids, vectors, payloads = CORPUS
+        source = json.dumps({"model": "tiny", "query_prefix": "query: "}, sort_keys=True)
+        with opener("c") as store:
+            store.ensure_collection(spec(source=source))
+            store.upsert(doc_ids[:30], vectors[:30], payloads[:30])
+            store.set_alias("live", "c")
+            plain = store.search(vectors[:2], limit=3, lang="de")
+            full = store.search(vectors[:2], limit=3, lang="de", with_payload=True)
+            assert full == plain and all(h.payload is None for hits in plain for h in hits)
+            for hit in (h for hits in full for h in hits):
+                assert hit.payload["text"] == payloads[doc_ids.index(hit.doc_id)]["text"]
+                assert hit.payload[LANG_KEY] == "de" and hit.payload["doc_id"] == hit.doc_id
+            details = store.details()
+            assert (details.name, details.aliases, details.points) == ("c", ("live",), 30)
+            assert details.per_language == {"ar": 10, "de": 10, "en": 10}
+            assert details.spec == spec() and details.spec.source == source
+            assert details.sample_payload[LANG_KEY] in LANGS and "text" in details.sample_payload
+            assert details.index["engine"] and details.note == ""
+        with opener("live") as alias:
+            assert alias.details().name == "c"
+        with opener("missing") as missing, pytest.raises(StoreError, match="does not exist"):
+            missing.details()
+
     def test_exact_search_matches_numpy_brute_force(self, parity_opener):
         """Parity on 2000 x 32 seeded unit vectors: top-k ids identical, scores within 1e-5."""
         doc_ids, vectors, _ = CORPUS

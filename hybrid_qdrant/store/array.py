@@ -75,8 +75,15 @@ class ArrayStore:
         return self._cache[langs]
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
+        self,
+        vectors: np.ndarray,
+        limit: int,
+        lang: Langs = None,
+        exact: bool = True,
+        with_payload: bool = False,
     ) -> list[list[Hit]]:
+        if with_payload:
+            raise ValueError("ArrayStore keeps no payloads")
         ids, matrix = self.vectors(lang)
         if not ids:
             return [[] for _ in range(len(vectors))]

@@ -70,10 +70,12 @@ class CollectionSpec:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the document id and its score (higher is better)."""
+    """One search result: the document id and its score (higher is better); the point's payload when
+    the search asked for it (``with_payload=True``), else None."""
 
     doc_id: str
     score: float
+    payload: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,33 @@ class CollectionInfo:
     points: int | None
     dim: int | None
     aliases: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CollectionDetails:
+    """One collection as ``hq collections info`` shows it (``ManagedStore.details``).
+
+    Attributes:
+        name: the collection (an alias resolved).
+        spec: its spec (dim, distance, vector name, encoder fingerprint and source); None if unreadable.
+        points: point count; None when unknown.
+        per_language: point count per ``lang`` value; None when it cannot be read now (an embedded
+            collection open in another process).
+        index: how it is indexed and stored, engine-specific plain values (HNSW, quantization,
+            indexed vectors, segments, shards, replicas, on-disk storage, payload indexes).
+        aliases: aliases pointing to it, sorted.
+        sample_payload: one point's payload (what the payload layout is), or None.
+        note: what else to know, or ``""``.
+    """
+
+    name: str
+    spec: CollectionSpec | None
+    points: int | None
+    per_language: dict[str, int] | None
+    index: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    sample_payload: dict[str, Any] | None = None
     note: str = ""
 
 
@@ -118,7 +147,8 @@ class DataStore(Protocol):
         - ``search`` returns, per query vector, hits sorted by score descending, ties by doc id
           ascending (evaluation relies on this order); ``lang`` restricts the search to passages of that
           language, or of any of several languages (a payload filter), ``None`` searches all.
-          ``exact=True`` asks for exhaustive search (no HNSW approximation).
+          ``exact=True`` asks for exhaustive search (no HNSW approximation); ``with_payload=True``
+          returns each hit's payload too (``Hit.payload``).
         - ``count`` counts points, optionally of some languages; ``vectors`` reads them back.
     """
 
@@ -147,7 +177,12 @@ class DataStore(Protocol):
         ...
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
+        self,
+        vectors: np.ndarray,
+        limit: int,
+        lang: Langs = None,
+        exact: bool = True,
+        with_payload: bool = False,
     ) -> list[list[Hit]]:
         """Nearest neighbours of each row of ``vectors`` ((n, dim) float32)."""
         ...
@@ -227,6 +262,11 @@ class ManagedStore(DataStore, AdminStore, Protocol):
         self, lang: Langs = None, with_vectors: bool = True, batch: int = 1000
     ) -> Iterator[StoreRecord]:
         """Scroll the points (vector: (dim,) float32, or empty when ``with_vectors=False``)."""
+        ...
+
+    def details(self) -> CollectionDetails:
+        """The store's collection in detail: per-language counts, index and storage settings, aliases,
+        a sample payload."""
         ...
 
     def __enter__(self) -> ManagedStore: ...

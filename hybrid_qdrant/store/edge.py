@@ -43,6 +43,7 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
+    FacetRequest,
     FieldCondition,
     Filter,
     KeywordIndexParams,
@@ -69,6 +70,7 @@ from hybrid_qdrant.errors import HQError, StoreError
 from hybrid_qdrant.store.base import (
     DOC_ID_KEY,
     LANG_KEY,
+    CollectionDetails,
     CollectionInfo,
     CollectionSpec,
     Hit,
@@ -86,7 +88,13 @@ from hybrid_qdrant.store.catalog import (
 from hybrid_qdrant.store.compat import check_spec, encoder_tag, validate_spec
 from hybrid_qdrant.store.locks import Busy, held_elsewhere, path_lock
 from hybrid_qdrant.store.naming import validate_name
-from hybrid_qdrant.store.points import check_doc_id, check_matrix, record_doc_id, stored_payload
+from hybrid_qdrant.store.points import (
+    check_doc_id,
+    check_matrix,
+    record_doc_id,
+    sorted_hits,
+    stored_payload,
+)
 from hybrid_qdrant.store.qdrant import QdrantStore, search_ef
 
 logger = logging.getLogger(__name__)
@@ -319,6 +327,20 @@ class EdgeStore(QdrantStore):
             out.append(CollectionInfo(name, points, spec.dim, names, note))
         return out
 
+    def details(self) -> CollectionDetails:
+        """The collection in detail (see ``QdrantStore.details``). It is opened (which writes to it)
+        unless another process holds it: then it is described from its metadata, without per-language
+        counts or a sample payload."""
+        name = self.resolve(self.collection)
+        path = self.catalog.shard_dir(name)
+        if self.catalog.has_collection(name) and _POOL.shard(path) is None and held_elsewhere(path / "wal"):
+            spec, meta = self.catalog.read_spec(name)
+            note = "open in another process: per-language counts and a sample payload need it closed"
+            index = _edge_index_config(path, meta)
+            aliases = self._aliases_of(name)
+            return CollectionDetails(name, spec, recorded_points(meta), None, index, aliases, None, note)
+        return super().details()
+
     def for_collection(self, name: str) -> EdgeStore:
         """A store on another collection of this directory (valid while this store is open)."""
         return EdgeStore(
@@ -375,9 +397,15 @@ class EdgeStore(QdrantStore):
             self._unflushed = 0
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
+        self,
+        vectors: np.ndarray,
+        limit: int,
+        lang: Langs = None,
+        exact: bool = True,
+        with_payload: bool = False,
     ) -> list[list[Hit]]:
-        """Nearest neighbours per query row, sorted by score descending (ties: doc id)."""
+        """Nearest neighbours per query row, sorted by score descending (ties: doc id); with their
+        payloads when ``with_payload``."""
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         shard = self._attach()
@@ -402,11 +430,14 @@ class EdgeStore(QdrantStore):
                     query=Query.Nearest(row, using=using),
                     filter=flt,
                     params=params,
-                    with_payload=False,  # doc ids come from the id map: payloads cost ~1 us per hit
+                    with_payload=with_payload,  # else doc ids come from the id map: ~1 us per hit saved
                 )
                 for row in queries[start : start + self.query_batch].tolist()
             ]
             batch = self._engine_call("search", shard.query_batch, QueryBatchRequest(requests))
+            if with_payload:
+                out.extend(sorted_hits(points, sign < 0, with_payload=True) for points in batch)
+                continue
             batch = [[(p.id, p.score) for p in points] for points in batch]
             doc_of = self._doc_ids_of({pid for points in batch for pid, _ in points})
             for points in batch:
@@ -639,6 +670,22 @@ class EdgeStore(QdrantStore):
     def _spec_now(self) -> CollectionSpec:
         return self._spec_or_attach()
 
+    def _index_details(self, name: str) -> dict[str, Any]:
+        _, meta = self.catalog.read_spec(name)
+        index = _edge_index_config(self.catalog.shard_dir(name), meta)
+        info = self._engine_call("info", self._attach().info)
+        index.update(
+            segments=int(info.segments_count),
+            indexed_vectors=int(info.indexed_vectors_count),
+            payload_indexes=sorted(info.payload_schema),
+        )
+        return index
+
+    def _facet_counts(self, key: str) -> dict[str, int]:
+        request = FacetRequest(key=key, limit=100_000, exact=True)
+        hits = self._engine_call("facet", self._attach().facet, request)
+        return {str(h.value): int(h.count) for h in hits}
+
     def _location(self) -> str:
         return str(self.catalog.root)
 
@@ -798,6 +845,21 @@ def _allocated_bytes(folder: Path) -> int:
                 st = entry.stat(follow_symlinks=False)
                 total += getattr(st, "st_blocks", st.st_size // 512 + 1) * 512
     return total
+
+
+def _edge_index_config(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """How an embedded collection is indexed and stored, from its files (nothing is opened)."""
+    try:
+        config = json.loads((path / "edge_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    return {
+        "engine": meta.get("engine", "qdrant-edge-py"),
+        "hnsw": config.get("hnsw_config") or "engine default (built by optimize; exact search until then)",
+        "quantization": config.get("quantization_config"),
+        "on_disk_payload": config.get("on_disk_payload"),
+        "vectors": config.get("vectors"),
+    }
 
 
 def _hit_order(hit: Hit) -> tuple[float, str]:

@@ -43,8 +43,16 @@ def record_doc_id(record: Any) -> str:
     return doc_id if doc_id is not None else str(record.id)
 
 
-def sorted_hits(points: Sequence[Any], negate: bool = False) -> list[Hit]:
-    """Hits sorted by score descending, ties by doc id; ``negate`` turns distances into scores."""
-    hits = [Hit(record_doc_id(p), -float(p.score) if negate else float(p.score)) for p in points]
+def sorted_hits(points: Sequence[Any], negate: bool = False, with_payload: bool = False) -> list[Hit]:
+    """Hits sorted by score descending, ties by doc id; ``negate`` turns distances into scores;
+    ``with_payload`` keeps each point's payload."""
+    hits = [
+        Hit(
+            record_doc_id(p),
+            -float(p.score) if negate else float(p.score),
+            dict(p.payload or {}) if with_payload else None,
+        )
+        for p in points
+    ]
     hits.sort(key=lambda h: (-h.score, h.doc_id))
     return hits

@@ -10,7 +10,9 @@ each engine supplies:
 - ``_spec_now()``: the collection's spec (attaching to it);
 - ``collections()``, ``aliases()``, ``_drop(name)``, ``_switch_alias(alias, collection, old)``,
   ``_remove_alias(alias)``, ``_alias_changed(alias)`` (forget what was attached through the alias) and
-  ``_location()`` (the directory or server, for messages).
+  ``_location()`` (the directory or server, for messages);
+- ``_index_details(name)`` (how the collection is indexed and stored, for ``details``) and
+  ``_facet_counts(key)`` (points per payload value; None where the engine cannot count them so).
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from hybrid_qdrant.errors import StoreError
-from hybrid_qdrant.store.base import CONTENT_KEY, DOC_ID_KEY, CollectionSpec, Langs, StoreRecord, point_id
+from hybrid_qdrant.store.base import (
+    CONTENT_KEY,
+    DOC_ID_KEY,
+    LANG_KEY,
+    CollectionDetails,
+    CollectionSpec,
+    Langs,
+    StoreRecord,
+    point_id,
+)
 from hybrid_qdrant.store.naming import check_deletable, next_version, validate_name
 from hybrid_qdrant.store.points import record_doc_id
 
@@ -92,6 +103,15 @@ class QdrantStore:
     def _alias_changed(self, alias: str) -> None:
         """Called after ``alias`` moved or went away (a store attached through it re-resolves)."""
 
+    def _index_details(self, name: str) -> dict[str, Any]:
+        """How collection ``name`` is indexed and stored, as plain values (engine, HNSW, quantization,
+        segments, payload indexes, ...)."""
+        raise NotImplementedError
+
+    def _facet_counts(self, key: str) -> dict[str, int] | None:
+        """Points per value of payload ``key`` (exact); None when the engine cannot count them so."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- reading points back
 
     def existing(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
@@ -127,6 +147,35 @@ class QdrantStore:
         return {record_doc_id(r) for r in self._scroll(lang, False, [DOC_ID_KEY], 2000)}
 
     # ----------------------------------------------------------------- collections and aliases
+
+    def details(self) -> CollectionDetails:
+        """The collection in detail: points per language (a facet, or counted by scrolling where the
+        engine has none), index and storage settings, aliases, one point's payload."""
+        name = self.resolve(self.collection)
+        if name not in self.collections():
+            raise StoreError(f"collection '{self.collection}' does not exist at {self._location()}")
+        spec = self.spec()
+        index = self._index_details(name)
+        counts = self._facet_counts(LANG_KEY)
+        if counts is None:
+            counts = {}
+            for record in self._scroll(None, False, [LANG_KEY], 2000):
+                lang = str((record.payload or {}).get(LANG_KEY))
+                counts[lang] = counts.get(lang, 0) + 1
+        sample = next(iter(self.iter_records(with_vectors=False, batch=1)), None)
+        return CollectionDetails(
+            name,
+            spec,
+            self.count(),
+            dict(sorted(counts.items())),
+            index,
+            self._aliases_of(name),
+            sample.payload if sample else None,
+        )
+
+    def _aliases_of(self, name: str) -> tuple[str, ...]:
+        """The aliases pointing to collection ``name``, sorted."""
+        return tuple(sorted(a for a, target in self.aliases().items() if target == name))
 
     def delete_collection(self, name: str) -> bool:
         """Drop a collection (explicitly, by name); refuses aliases and alias targets."""

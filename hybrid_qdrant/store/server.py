@@ -392,6 +392,35 @@ class ServerStore(QdrantStore):
     def _spec_now(self) -> CollectionSpec:
         return self._attach()[1]
 
+    def _index_details(self, name: str) -> dict[str, Any]:
+        info = self._call("reading collection", self._client.get_collection, name)
+        config, params = info.config, info.config.params
+        return {
+            "engine": self.engine,
+            "status": _plain(info.status),
+            "hnsw": _plain(config.hnsw_config),
+            "quantization": _plain(config.quantization_config),
+            "shards": params.shard_number,
+            "replicas": params.replication_factor,
+            "on_disk_payload": params.on_disk_payload,
+            "vectors": _plain(params.vectors),
+            "segments": info.segments_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "payload_indexes": {k: _plain(v) for k, v in (info.payload_schema or {}).items()},
+        }
+
+    def _facet_counts(self, key: str) -> dict[str, int] | None:
+        """A facet request; None where the server (or local mode) has none."""
+        name, _ = self._attach()
+        try:
+            response = self._call(
+                "counting languages", self._client.facet, name, key=key, limit=100_000, exact=True
+            )
+        except StoreError as exc:
+            logger.info("no facets on %s (%s): counting by scrolling", self._where, exc)
+            return None
+        return {str(hit.value): int(hit.count) for hit in response.hits}
+
     def _location(self) -> str:
         return self._where
 
@@ -423,9 +452,15 @@ class ServerStore(QdrantStore):
             self._call("upsert", self._client.upsert, name, points=batch, wait=True)
 
     def search(
-        self, vectors: np.ndarray, limit: int, lang: Langs = None, exact: bool = True
+        self,
+        vectors: np.ndarray,
+        limit: int,
+        lang: Langs = None,
+        exact: bool = True,
+        with_payload: bool = False,
     ) -> list[list[Hit]]:
-        """Nearest neighbours per query row, sorted by score descending (ties: doc id)."""
+        """Nearest neighbours per query row, sorted by score descending (ties: doc id); with their
+        payloads when ``with_payload``."""
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         name, spec = self._attach()
@@ -447,12 +482,12 @@ class ServerStore(QdrantStore):
                     filter=flt,
                     params=params,
                     limit=limit,
-                    with_payload=[DOC_ID_KEY],
+                    with_payload=True if with_payload else [DOC_ID_KEY],
                 )
                 for row in queries[start : start + self.query_batch].tolist()
             ]
             responses = self._call("search", self._client.query_batch_points, name, requests=requests)
-            out.extend(sorted_hits(r.points, negate) for r in responses)
+            out.extend(sorted_hits(r.points, negate, with_payload) for r in responses)
         return out
 
     def count(self, lang: Langs = None) -> int:
@@ -805,6 +840,15 @@ def _lang_filter(lang: Langs) -> qm.Filter | None:
     one = len(langs) == 1
     match = qm.MatchValue(value=next(iter(langs))) if one else qm.MatchAny(any=sorted(langs))
     return qm.Filter(must=[qm.FieldCondition(key=LANG_KEY, match=match)])
+
+
+def _plain(value: Any) -> Any:
+    """A client model as plain JSON values (enums as their values), for ``details``."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return getattr(value, "value", value)
 
 
 def _record_vector(record: Any, name: str) -> np.ndarray:
