@@ -248,6 +248,14 @@ COLLECTION = (
         "Rebuild the collection from scratch; the old one is replaced only once the new one is complete.",
         bool,
     ),
+    Flag(
+        "collection.payload_compat",
+        ("--payload-compat",),
+        "New collections: also write the payload keys of langchain,llamaindex (their Qdrant stores read "
+        "the collection as it is).",
+        csv=True,
+        metavar="FORMATS",
+    ),
 )
 SERVER_COLLECTION = (
     Flag("collection.create.quantization", ("--quantization",), "Server: scalar (int8) or binary."),

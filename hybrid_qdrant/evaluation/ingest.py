@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_qdrant.encoding.source import source_json
-from hybrid_qdrant.errors import DataError, HQError
+from hybrid_qdrant.errors import ConfigError, DataError, HQError
 from hybrid_qdrant.store.base import (
     CONTENT_KEY,
     DOC_ID_KEY,
@@ -33,6 +33,7 @@ from hybrid_qdrant.store.base import (
     CollectionSpec,
     DataStore,
 )
+from hybrid_qdrant.store.payload_compat import check_formats, compat_payload, formats_of
 from hybrid_qdrant.types import Passage, is_valid_unicode
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,9 @@ def collection_spec(encoder) -> CollectionSpec:
     return CollectionSpec(dim=encoder.dim, encoder=encoder.fingerprint, source=source_json(encoder))
 
 
-def payload_of(passage: Passage, store_text: bool = True) -> dict[str, Any]:
+def payload_of(passage: Passage, store_text: bool = True, formats: Sequence[str] = ()) -> dict[str, Any]:
     """A passage's payload: lang, doc id, parallel group, text, content hash (the store adds the encoder
-    tag)."""
+    tag), and the keys other libraries read for ``formats`` (see ``store.payload_compat``)."""
     payload: dict[str, Any] = {
         LANG_KEY: passage.lang,
         DOC_ID_KEY: passage.doc_id,
@@ -99,6 +100,8 @@ def payload_of(passage: Passage, store_text: bool = True) -> dict[str, Any]:
         payload[TEXT_KEY] = passage.text
     if passage.title:
         payload["title"] = passage.title
+    if formats:
+        payload.update(compat_payload(payload, formats))
     return payload
 
 
@@ -177,6 +180,7 @@ def ingest(
     store_text: bool = True,
     check_duplicates: bool = True,
     progress: Callable[[int], None] | None = None,
+    payload_compat: Sequence[str] | None = None,
 ) -> IngestStats:
     """Encode passages and write them to the store's collection.
 
@@ -195,6 +199,9 @@ def ingest(
         check_duplicates: catch a doc id that comes back with another text (keeps 8 bytes per passage
             in memory; switch off for corpora of many millions, whose memory must not grow).
         progress: called with the number of passages handled after each block.
+        payload_compat: also write the payload keys of these libraries (``langchain``, ``llamaindex``;
+            see ``store.payload_compat``); None keeps what an existing collection holds. A collection
+            keeps the layout it was built with: another one is refused (ConfigError).
 
     Returns:
         IngestStats.
@@ -205,6 +212,7 @@ def ingest(
     stats = IngestStats()
     validator = _Validator(languages, on_error, stats, check_duplicates)
     spec = collection_spec(encoder)
+    requested = None if payload_compat is None else check_formats(payload_compat)
     checked = isinstance(passages, Sequence)
     if checked:  # in memory: every record is checked before anything is created, encoded or written
         passages = [p for p in passages if validator.check(p)]
@@ -213,6 +221,9 @@ def ingest(
     exists = store.exists() if hasattr(store, "exists") else True
     if exists:
         store.ensure_collection(spec)
+    formats = _payload_formats(store, exists, requested)
+    if formats and not store_text:
+        raise ConfigError("payloads for other libraries need the passage text (store_text=True)")
 
     def write(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         nonlocal exists
@@ -260,7 +271,8 @@ def ingest(
                 t0 = time.perf_counter()
                 vectors = encoder.encode_passages([p.text for p in good])  # (n, dim)
                 stats.encode_seconds += time.perf_counter() - t0
-                item = ([p.doc_id for p in good], vectors, [payload_of(p, store_text) for p in good])
+                payloads = [payload_of(p, store_text, formats) for p in good]
+                item = ([p.doc_id for p in good], vectors, payloads)
                 if thread:
                     if failure:
                         break
@@ -293,3 +305,21 @@ def ingest(
         stats.seconds,
     )
     return stats
+
+
+def _payload_formats(store, exists: bool, requested: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The payload formats to write: those of the collection's points (one sampled), else the requested."""
+    sample = None
+    if exists and hasattr(store, "iter_records"):
+        sample = next(iter(store.iter_records(with_vectors=False, batch=1)), None)
+    if sample is None:
+        return requested or ()
+    held = formats_of(sample.payload)
+    if requested is not None and requested != held:
+        raise ConfigError(
+            f"collection '{getattr(store, 'collection', '?')}' holds payloads for "
+            f"{', '.join(held) or 'hq only'}, not {', '.join(requested) or 'hq only'}; a collection keeps "
+            "its payload layout: use another --collection, or --recreate (the embedding cache saves "
+            "re-encoding)"
+        )
+    return held

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,7 @@ from hybrid_qdrant.evaluation.report import HEATMAP_SCALES, check_output, write_
 from hybrid_qdrant.evaluation.slices import slices_for
 from hybrid_qdrant.store.collection_options import CollectionOptions
 from hybrid_qdrant.store.naming import next_version, versions
+from hybrid_qdrant.store.payload_compat import check_formats
 from hybrid_qdrant.types import Benchmark
 
 logger = logging.getLogger(__name__)
@@ -133,14 +134,20 @@ class CollectionSection:
         recreate: rebuild the collection from scratch; the old one stays until the new one is complete.
         create: server collections: quantization, HNSW, shards, replicas, on-disk storage
             (``[collection.create]``).
+        payload_compat: new collections also get the payload keys of these libraries (``langchain``,
+            ``llamaindex``: their Qdrant stores read the collection as it is); None keeps what an
+            existing collection holds, and another layout than its own is refused.
     """
 
     name: str | None = None
     alias: str | None = None
     recreate: bool = False
     create: CollectionOptions = field(default_factory=CollectionOptions)
+    payload_compat: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.payload_compat is not None:
+            object.__setattr__(self, "payload_compat", check_formats(self.payload_compat))
         if self.alias and (self.name or self.recreate):
             raise ConfigError(
                 "--alias writes a new versioned collection; it takes neither --collection nor --recreate"
@@ -393,7 +400,7 @@ def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOut
     progress = progress or JobProgress()
     benchmark, encoder, name = start(cfg, progress)
     with open_collection(cfg, name) as store:
-        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
+        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress, cfg.collection.payload_compat)
 
         spec = collection_spec(encoder)
         if cfg.collection.alias or (cfg.collection.recreate and store.exists()):
@@ -404,16 +411,26 @@ def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOut
 
 
 def writer(
-    benchmark: Benchmark, encoder, on_error: str, progress: JobProgress
+    benchmark: Benchmark,
+    encoder,
+    on_error: str,
+    progress: JobProgress,
+    payload_compat: Sequence[str] | None = None,
 ) -> Callable[[Any], IngestStats]:
     """The function that checks every passage of ``benchmark`` in a store and writes what is missing
-    (see ``ingest``), reporting the ``check passages`` phase."""
+    (see ``ingest``; ``payload_compat``: the payload keys of other libraries, ``[collection]
+    payload_compat``), reporting the ``check passages`` phase."""
 
     def write(store) -> IngestStats:
         progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
         try:
             return ingest_benchmark(
-                benchmark, encoder, store, on_error=on_error, progress=partial(progress.advance, CHECK)
+                benchmark,
+                encoder,
+                store,
+                on_error=on_error,
+                progress=partial(progress.advance, CHECK),
+                payload_compat=payload_compat,
             )
         finally:
             progress.settle("passage")
@@ -430,7 +447,7 @@ def rebuild(cfg: JobConfig, benchmark: Benchmark, encoder, name: str, progress: 
             return
         spec = collection_spec(encoder)
 
-        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress)
+        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress, cfg.collection.payload_compat)
 
         done = reindex_with_alias(store, name, write, spec, replace_collection=True)
     progress.note(
@@ -476,7 +493,14 @@ def evaluate_job(
         rebuild(cfg, benchmark, encoder, name, progress)
     with open_collection(cfg, name) as store:
         run = run_evaluation(
-            benchmark, encoder, store, name, cfg.evaluate, progress, on_error=cfg.benchmark.on_error
+            benchmark,
+            encoder,
+            store,
+            name,
+            cfg.evaluate,
+            progress,
+            on_error=cfg.benchmark.on_error,
+            payload_compat=cfg.collection.payload_compat,
         )
     run.benchmark = benchmark
     details = {
@@ -501,6 +525,7 @@ def run_evaluation(
     options: EvalOptions | None = None,
     progress: JobProgress | None = None,
     on_error: str = "stop",
+    payload_compat: Sequence[str] | None = None,
 ) -> EvaluationRun:
     """Make the collection hold exactly the benchmark's passages, encode the queries, evaluate.
 
@@ -517,6 +542,7 @@ def run_evaluation(
         collection: its name (for the report).
         options: EvalOptions.
         on_error: bad passages stop the ingestion (``"stop"``) or are skipped and counted (``"skip"``).
+        payload_compat: the payload keys of other libraries written to a new collection (see ``ingest``).
 
     Raises:
         StoreError: the collection holds passages the benchmark does not have.
@@ -525,7 +551,7 @@ def run_evaluation(
     progress = progress or JobProgress()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    stats = writer(benchmark, encoder, on_error, progress)(store)
+    stats = writer(benchmark, encoder, on_error, progress, payload_compat)(store)
     langs = tuple(options.languages or benchmark.languages)
     expected = {lang: stats.per_language.get(lang, 0) for lang in langs}
     check_pools(store, collection, expected)
