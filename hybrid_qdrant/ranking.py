@@ -20,6 +20,7 @@ __all__ = [
     "ranks_to_dict",
     "relevant_indices",
     "top_k_from_scores",
+    "top_k_from_vectors",
     "top_k_to_run",
 ]
 
@@ -289,6 +290,38 @@ def top_k_from_scores(
         order = np.lexsort((doc_order[picked], -picked_scores), axis=1)  # (c, k)
         indices[start:stop] = np.take_along_axis(picked, order, axis=1)
         values[start:stop] = np.take_along_axis(picked_scores, order, axis=1)
+    return indices, values
+
+
+def top_k_from_vectors(
+    query_vectors: np.ndarray,
+    doc_vectors: np.ndarray,
+    k: int,
+    doc_ids: Sequence[str] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k_from_scores`` of the dot products, scoring as ``ranks_from_vectors`` does (the same dtype,
+    many queries per matrix product, no full score matrix), so that both see the same scores.
+
+    Returns:
+        (indices, values): both (n_queries, min(k, n_docs)), best first, ties by doc id.
+    """
+    queries, docs = np.asarray(query_vectors), np.asarray(doc_vectors)
+    if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
+        raise ValueError(f"vectors must be (n, dim) with one dim, got {queries.shape} and {docs.shape}")
+    check_k(k, required=True)
+    n_queries, n_docs = queries.shape[0], docs.shape[0]
+    dtype = np.result_type(queries.dtype, docs.dtype, np.float32)
+    width = min(int(k), n_docs)
+    indices = np.empty((n_queries, width), dtype=np.int64)
+    values = np.empty((n_queries, width), dtype=dtype)
+    if not n_queries or not width:
+        return indices, values
+    docs_t = docs.astype(dtype, copy=False).T  # (dim, n_docs)
+    score_rows = max(1, _SCORE_ELEMENTS // n_docs)
+    for start in range(0, n_queries, score_rows):
+        block = queries[start : start + score_rows].astype(dtype, copy=False) @ docs_t  # (s, n_docs)
+        top, best = top_k_from_scores(block, width, doc_ids)
+        indices[start : start + len(block)], values[start : start + len(block)] = top, best
     return indices, values
 
 

@@ -349,6 +349,22 @@ def test_ranks_from_vectors_matches_scores():
     assert abs(got["q0"]["d39"] - got["q0"]["d38"]) == 1  # the tie: d38 (column 11) first
 
 
+def test_top_k_from_vectors_matches_scores_in_blocks(monkeypatch):
+    rng = np.random.default_rng(3)
+    queries = rng.standard_normal((30, 8)).astype(np.float32)
+    docs = rng.standard_normal((50, 8)).astype(np.float32)
+    docs[10] = docs[11]  # identical docs tie exactly
+    doc_ids = [f"d{j:02d}" for j in range(50)][::-1]
+    monkeypatch.setattr(R, "_SCORE_ELEMENTS", 7 * 50)  # 7 queries per matrix product
+    for k in (1, 12, 50, 80):
+        got = R.top_k_from_vectors(queries, docs, k, doc_ids)
+        want = R.top_k_from_scores(queries @ docs.T, k, doc_ids)
+        assert np.array_equal(got[0], want[0]) and np.allclose(got[1], want[1], atol=1e-6)
+    assert R.top_k_from_vectors(queries[:0], docs, 5)[0].shape == (0, 5)
+    with pytest.raises(ValueError):
+        R.top_k_from_vectors(queries, docs[:, :4], 5)
+
+
 @pytest.mark.parametrize("k", [1, 5, 10, 40, 100])
 def test_top_k_from_scores_is_head_of_full_ranking(k):
     scores, _, doc_ids = _matrix_case(9, 40, 40)

@@ -119,4 +119,6 @@ def evaluate(config: Path | None, overrides: dict[str, Any], verbose: bool) -> N
     typer.echo(markdown(report_dict(run.result, model_name(cfg), run.details)))
     if run.report:
         typer.echo("wrote " + ", ".join(str(p) for p in run.report.values()))
+    if run.runs is not None:
+        typer.echo(f"wrote {len(run.runs.written) // 2} TREC runs and qrels under {run.runs.directory}")
     _echo_loader_skips(run.benchmark)

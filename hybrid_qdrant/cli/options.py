@@ -307,6 +307,13 @@ EVALUATE = (
         ("--heatmap-scale",),
         "Heatmap colours: fixed 0-100 (default, comparable) or auto (the data's range).",
     ),
+    Flag(
+        "report.run_dir",
+        ("--run-dir",),
+        "Also write each slice's TREC run (top max(--depth, 100)) and qrels: DIR/{setting}/{q}-{p}.run and "
+        ".qrels.",
+        metavar="DIR",
+    ),
 )
 TRAIN = (
     Flag(

@@ -5,6 +5,7 @@
 - ``evaluate``: ``EvalOptions`` and ``evaluate`` (ranks from the store, exact beyond its depth);
 - ``ingest``: streaming, resumable, content-checked ingestion;
 - ``report``: JSON, Markdown, heatmap and per-query files;
+- ``runfiles``: TREC run and qrels files of an evaluation, one pair per slice;
 - ``significance`` / ``compare``: cluster- and seed-aware tests between reports;
 - ``jobs``: the ingest and evaluate jobs, assembled in one place from one typed config.
 """

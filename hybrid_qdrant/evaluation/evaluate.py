@@ -15,7 +15,7 @@ the full ranking) the ranks of relevant passages beyond the depth are computed e
 query against the slice's vectors as stored in the collection, so no metric is truncated; without it,
 relevant passages beyond the depth count as not retrieved (trec_eval's convention) and the report
 states the depth. Score ties are broken by doc id ascending, in Qdrant's hits and in exact scoring
-alike (see ``metrics``).
+alike (see ``metrics``). On request each slice's top hits also go to TREC run files (``runfiles``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hybrid_qdrant import ranking
 from hybrid_qdrant.errors import ConfigError
 from hybrid_qdrant.evaluation import metrics as M
 from hybrid_qdrant.evaluation.slices import SETTINGS, Slice, setting_metric, slices_for
-from hybrid_qdrant.types import Benchmark, Qrels
+from hybrid_qdrant.types import Benchmark, Qrels, Run
 
 logger = logging.getLogger(__name__)
 
@@ -192,10 +192,16 @@ def _exact_ranks(
     qrels: Qrels,
     vectors: _StoreVectors,
     lang: Any,
+    run: Run | None = None,
+    run_depth: int = 0,
 ) -> dict[str, dict[str, int]]:
-    """Exact 1-based ranks of each query's relevant passages among all passages of the slice."""
+    """Exact 1-based ranks of each query's relevant passages among all passages of the slice (and each
+    query's top ``run_depth`` passages into ``run``, when given)."""
     doc_ids, matrix, position = vectors.get(lang)
     relevant = [[position[d] for d in qrels[q] if d in position] for q in qids]
+    if run is not None and doc_ids:
+        top, values = ranking.top_k_from_vectors(qvecs, matrix, run_depth)  # columns in doc-id order
+        run.update(ranking.top_k_to_run(top, values, qids, doc_ids))
     return ranking.ranks_from_vectors(qvecs, matrix, doc_ids, relevant, qids)
 
 
@@ -207,19 +213,25 @@ def _qdrant_ranks(
     lang: Any,
     options: EvalOptions,
     vectors: _StoreVectors,
+    run: Run | None = None,
+    run_depth: int = 0,
 ) -> tuple[dict[str, dict[str, int]], int]:
-    """Ranks from Qdrant's top hits; exact ranks for queries whose relevant passages lie deeper."""
+    """Ranks from Qdrant's top hits; exact ranks for queries whose relevant passages lie deeper (and
+    each query's top ``run_depth`` hits into ``run``, when given)."""
     ranks: dict[str, dict[str, int]] = {}
     deeper: list[int] = []
     depth = options.depth
+    limit = max(depth + 1, run_depth)
     for start in range(0, len(qids), options.query_batch):
         hits = store.search(
-            qvecs[start : start + options.query_batch], limit=depth + 1, lang=lang, exact=options.exact_search
+            qvecs[start : start + options.query_batch], limit=limit, lang=lang, exact=options.exact_search
         )
         for offset, query_hits in enumerate(hits):
             i = start + offset
             qid = qids[i]
             ordered = query_hits  # score descending, ties by doc id (the store contract)
+            if run is not None:
+                run[qid] = {h.doc_id: h.score for h in ordered[:run_depth]}
             # a tie across the depth boundary makes the order inside it undecidable from these hits
             boundary_tie = len(ordered) > depth and ordered[depth].score == ordered[depth - 1].score
             top = ordered[:depth]
@@ -245,6 +257,7 @@ def evaluate(
     options: EvalOptions | None = None,
     progress: Callable[[Slice], None] | None = None,
     pool_is_collection: bool = False,
+    runs=None,
 ) -> EvaluationResult:
     """Evaluate every slice of the requested settings.
 
@@ -256,6 +269,9 @@ def evaluate(
         progress: called after each slice.
         pool_is_collection: the collection holds exactly the evaluated languages' passages (checked by
             the caller), so the multilingual pool needs no language filter.
+        runs: a ``runfiles.RunWriter`` (or anything with ``depth`` and ``write(setting, key, run,
+            qrels)``): each slice's top max(depth, ``runs.depth``) hits per query and its relevant
+            passages are handed to it (TREC run files); None (default) keeps only the ranks.
 
     Returns:
         EvaluationResult with per-query values for every slice.
@@ -272,6 +288,7 @@ def evaluate(
     results: list[SliceResult] = []
     langs = tuple(options.languages or benchmark.languages)
     pool = None if pool_is_collection else langs  # the multilingual pool: the evaluated languages only
+    run_depth = max(options.depth, runs.depth) if runs is not None else 0
     for sl in slices_for(benchmark, options.settings, options.languages):
         t0 = time.perf_counter()
         rows = by_lang.get(sl.query_lang, [])
@@ -283,12 +300,17 @@ def evaluate(
         qids = [benchmark.queries[i].query_id for i in keep]
         qvecs = query_vectors[keep]
         fallback = 0
+        run: Run | None = {} if runs is not None else None
         if not qids:
             ranks: dict[str, dict[str, int]] = {}
         elif options.engine == "exact":
-            ranks = _exact_ranks(qvecs, qids, qrels, vectors, target)
+            ranks = _exact_ranks(qvecs, qids, qrels, vectors, target, run=run, run_depth=run_depth)
         else:
-            ranks, fallback = _qdrant_ranks(qvecs, qids, qrels, store, target, options, vectors)
+            ranks, fallback = _qdrant_ranks(
+                qvecs, qids, qrels, store, target, options, vectors, run=run, run_depth=run_depth
+            )
+        if runs is not None:
+            runs.write(sl.setting, sl.key, run, qrels)
         names = MULTI_METRICS if sl.setting == "multi" else SLICE_METRICS
         per_query = M.evaluate_ranks(qrels, ranks, names)
         results.append(

@@ -34,6 +34,7 @@ from hybrid_qdrant.errors import ConfigError, StoreError
 from hybrid_qdrant.evaluation.evaluate import EvalOptions, EvaluationResult, evaluate
 from hybrid_qdrant.evaluation.ingest import IngestStats, collection_spec, ingest
 from hybrid_qdrant.evaluation.report import HEATMAP_SCALES, check_output, write_report
+from hybrid_qdrant.evaluation.runfiles import RunWriter
 from hybrid_qdrant.evaluation.slices import slices_for
 from hybrid_qdrant.store.collection_options import CollectionOptions
 from hybrid_qdrant.store.naming import next_version, versions
@@ -162,11 +163,14 @@ class ReportSection:
         output: ``NAME.json``; ``NAME.md``, ``NAME.png`` and ``NAME.queries.json.gz`` go beside it.
         heatmap_scale: ``fixed`` (0-100, comparable across reports) or ``auto`` (the data's range).
         model_name: how the report names the model (default: ``[encoder] model``).
+        run_dir: also write each slice's TREC run (each query's top max(depth, 100) hits) and qrels
+            there, as ``{setting}/{q}-{p}.run`` and ``.qrels`` (see ``evaluation.runfiles``).
     """
 
     output: str | None = None
     heatmap_scale: str = "fixed"
     model_name: str | None = None
+    run_dir: str | None = None
 
     def __post_init__(self) -> None:
         typed.choice(self.heatmap_scale, HEATMAP_SCALES, "[report] heatmap_scale")
@@ -471,6 +475,7 @@ class EvaluationRun:
     benchmark: Benchmark | None = None
     details: dict[str, Any] = field(default_factory=dict)  # the report's run details (collection, timings)
     report: dict[str, Path] = field(default_factory=dict)  # the files written, by kind
+    runs: RunWriter | None = None  # the TREC run files written (``[report] run_dir``)
 
 
 def evaluate_job(
@@ -484,10 +489,14 @@ def evaluate_job(
         progress: told of each phase as it goes (passages checked, texts encoded, settings scored).
         extra: more keys for the report's JSON.
 
+    With ``[report] run_dir``, each slice's TREC run and qrels are written there too (``run.runs``).
+
     Raises:
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
     progress = progress or JobProgress()
+    # created now, so that an unwritable folder fails before the run
+    runs = RunWriter(cfg.report.run_dir) if cfg.report.run_dir else None
     benchmark, encoder, name = start(cfg, progress)
     if cfg.collection.recreate:
         rebuild(cfg, benchmark, encoder, name, progress)
@@ -501,6 +510,7 @@ def evaluate_job(
             progress,
             on_error=cfg.benchmark.on_error,
             payload_compat=cfg.collection.payload_compat,
+            runs=runs,
         )
     run.benchmark = benchmark
     details = {
@@ -509,6 +519,8 @@ def evaluate_job(
         "model_fingerprint": encoder.fingerprint,
         **(extra or {}),
     }
+    if runs is not None:
+        details.update(run_dir=str(runs.directory), run_depth=max(run.result.options.depth, runs.depth))
     run.details = details
     if cfg.report.output:
         run.report = write_report(
@@ -526,6 +538,7 @@ def run_evaluation(
     progress: JobProgress | None = None,
     on_error: str = "stop",
     payload_compat: Sequence[str] | None = None,
+    runs: RunWriter | None = None,
 ) -> EvaluationRun:
     """Make the collection hold exactly the benchmark's passages, encode the queries, evaluate.
 
@@ -543,6 +556,7 @@ def run_evaluation(
         options: EvalOptions.
         on_error: bad passages stop the ingestion (``"stop"``) or are skipped and counted (``"skip"``).
         payload_compat: the payload keys of other libraries written to a new collection (see ``ingest``).
+        runs: receives each slice's TREC run and qrels (see ``evaluate``).
 
     Raises:
         StoreError: the collection holds passages the benchmark does not have.
@@ -570,11 +584,12 @@ def run_evaluation(
         options,
         progress=lambda _: progress.advance(SCORE),
         pool_is_collection=pool_is_collection,
+        runs=runs,
     )
     timings["retrieve_and_score"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     written = stats if stats.encoded else None
-    return EvaluationRun(result, collection, written, timings)
+    return EvaluationRun(result, collection, written, timings, runs=runs)
 
 
 def check_pools(store, collection: str, expected: dict[str, int]) -> None:

@@ -139,7 +139,12 @@ def _cell_job(config: SweepConfig, cell: Cell, train_config, final: Path, cell_d
         cache=replace(job.cache, enabled=False),  # every cell's model is new
         store=replace(job.store, location=str(config.root / "cells" / cell.id / "qdrant"), url=None),
         collection=replace(job.collection, name=None, alias=None, recreate=True),
-        report=replace(job.report, output=str(cell_dir / "report.json"), model_name=cell.model.label),
+        report=replace(
+            job.report,
+            output=str(cell_dir / "report.json"),
+            model_name=cell.model.label,
+            run_dir=str(cell_dir / "runs") if job.report.run_dir else None,  # each cell its own
+        ),
     )
 
 
