@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -71,6 +71,19 @@ CONFIG = inspect.Parameter(
     ),
     annotation=Optional[Path],  # noqa: UP045
 )
+#: The config as an option, for a command whose positional arguments are variadic (``hq search TEXT...``).
+CONFIG_OPTION = inspect.Parameter(
+    "config",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        None,
+        "--config",
+        help="TOML config; --set and the flags override its keys.",
+        show_default=False,
+        metavar="CONFIG",
+    ),
+    annotation=Optional[Path],  # noqa: UP045
+)
 REQUIRED_CONFIG = CONFIG.replace(
     default=typer.Argument(..., help="TOML config; --set and the flags override its keys.", metavar="CONFIG"),
     annotation=Path,
@@ -95,12 +108,15 @@ VERBOSE = inspect.Parameter(
 )
 
 
-def with_flags(*groups: Sequence[Flag], config_required: bool = False) -> Callable:
+def with_flags(
+    *groups: Sequence[Flag], config_required: bool = False, config_option: bool = False
+) -> Callable:
     """Give a command the config argument, ``--set``, ``--verbose`` and the groups' flags.
 
     The decorated function's own parameters stay (before the config argument); it is called with
     ``config`` (a path or None), ``overrides`` (``{"section.key": value}`` from ``--set`` then the flags,
-    flags last) and ``verbose``.
+    flags last) and ``verbose``. ``config_option``: the config is ``--config PATH`` instead of an
+    argument (a command whose own arguments are variadic).
     """
     flags = [flag for group in groups for flag in group]
     names = [flag.param for flag in flags]
@@ -125,7 +141,7 @@ def with_flags(*groups: Sequence[Flag], config_required: bool = False) -> Callab
                 config=kwargs.pop("config"), overrides=overrides, verbose=kwargs.pop("verbose"), **kwargs
             )
 
-        config = REQUIRED_CONFIG if config_required else CONFIG
+        config = CONFIG_OPTION if config_option else REQUIRED_CONFIG if config_required else CONFIG
         params = [*own, config, SET, *(flag.parameter() for flag in flags), VERBOSE]
         wrapper.__signature__ = inspect.Signature(params)
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
@@ -335,4 +351,35 @@ TRAIN = (
         "Continue from the latest checkpoint in the output folder.",
         bool,
     ),
+)
+
+
+def _flag(group: Sequence[Flag], key: str, help_text: str | None = None) -> Flag:
+    """The flag of ``group`` that sets ``key`` (with another help line for another command)."""
+    flag = next(f for f in group if f.key == key)
+    return replace(flag, help=help_text) if help_text else flag
+
+
+#: ``hq search``: the collection, the model (only to override the one recorded), and how to run it.
+SEARCH = (
+    _flag(COLLECTION, "collection.name", "Collection or alias (default: the only one at the location)."),
+    _flag(
+        ENCODER,
+        "encoder.model",
+        "Model to encode with (default: the one recorded in the collection); refused unless it is the "
+        "model the collection was built with.",
+    ),
+    _flag(ENCODER, "encoder.adapter"),
+    _flag(
+        ENCODER,
+        "encoder.query_prefix",
+        'With --model, for collections that record no encoder (default "query: ").',
+    ),
+    _flag(
+        ENCODER,
+        "encoder.passage_prefix",
+        'With --model, for collections that record no encoder (default "passage: ").',
+    ),
+    _flag(ENCODER, "encoder.batch_size"),
+    _flag(ENCODER, "encoder.device"),
 )
