@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from search_helpers import fixture_benchmark, tiny_model
+from search_helpers import COLLECTION, fixture_benchmark, hq, ingest_args, tiny_model
 
 from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder
 from hybrid_qdrant.errors import ConfigError
@@ -137,3 +137,16 @@ def test_a_collection_keeps_its_payload_layout(tmp_path):
         pytest.raises(ConfigError, match="text"),
     ):
         ingest(passages, encoder, store, payload_compat=["langchain"], store_text=False)
+
+
+def test_recreate_builds_another_layout_beside_the_old_collection(tmp_path):
+    model = tiny_model(tmp_path / "tiny")
+    args = ingest_args(model, tmp_path, "--location", tmp_path / "q")
+    assert hq(*args, "--payload-compat", "langchain").exit_code == 0
+    refused = hq(*args, "--payload-compat", "llamaindex")
+    assert refused.exit_code == 2 and "holds payloads for langchain, not llamaindex" in refused.output
+    rebuilt = hq(*args, "--payload-compat", "llamaindex", "--recreate")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    with open_store(location=tmp_path / "q", collection=COLLECTION) as store:  # now an alias
+        assert {formats_of(r.payload) for r in store.iter_records(with_vectors=False)} == {("llamaindex",)}
+        assert store.resolve(COLLECTION) != COLLECTION
