@@ -46,6 +46,9 @@ def test_timeouts_that_bound_nothing_are_refused_before_anything_runs(value, not
     for args in (
         ["collections", "list", "--url", "http://127.0.0.1:9"],
         ["collections", "list"],  # the embedded store ignores it, but a bad value is still an error
+        ["collections", "info", "xq", "--url", "http://127.0.0.1:9"],
+        ["search", "Wohin mündet der Rhein?", "--url", "http://127.0.0.1:9"],
+        ["search", "Wohin mündet der Rhein?", "-c", "xq"],
         # a missing data directory would be a data error: the options are checked before loading
         [
             "evaluate",
