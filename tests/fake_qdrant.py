@@ -2,9 +2,10 @@
 with injectable faults (503 before or after applying a request, a dropped connection, a trickled or
 withheld answer). Not a test module (no ``test_`` prefix).
 
-Only what ``hybrid_qdrant.store.server`` sends is understood: collections with one dense vector (named
-or not), cosine / dot / euclid, a ``must`` filter of ``match`` conditions (value or any), UUID point
-ids, aliases and collection metadata. Every request is recorded as ``(method, path)`` in ``requests``.
+Only what ``hybrid_qdrant.store.server`` (and ``query_points``) sends is understood: collections with
+one dense vector (named or not), cosine / dot / euclid, a ``must`` filter of ``match`` conditions (value
+or any), UUID point ids, aliases and collection metadata. Every request is recorded as
+``(method, path)`` in ``requests``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 Fault = Callable[[str, str, dict, int], "str | None"]
 
 _COLLECTION = re.compile(r"^/collections/([^/]+)$")
-_POINTS = re.compile(r"^/collections/([^/]+)/points(/scroll|/count|/query/batch)?$")
+_POINTS = re.compile(r"^/collections/([^/]+)/points(/scroll|/count|/query/batch|/query)?$")
 _INDEX = re.compile(r"^/collections/([^/]+)/index$")
 
 
@@ -182,6 +183,8 @@ class FakeQdrant:
             )
         if op == "/query/batch":
             return _ok([self._query(points, c, search) for search in body["searches"]])
+        if op == "/query":  # what qdrant-client's query_points sends (README snippet, LangChain)
+            return _ok(self._query(points, c, body))
         return 404, {"status": {"error": f"fake Qdrant: no points route {method} {op}"}}
 
     def _record(self, pid: str, point: tuple[np.ndarray, dict], c: dict, body: dict) -> dict:
