@@ -188,14 +188,19 @@ class Retriever:
         with self._encode_lock:
             vectors = np.asarray(self.encoder.encode_queries(texts), dtype=np.float32)  # (n, dim)
         with self._engine_lock:
-            results = self.store.search(
-                vectors,
-                limit=k,
-                lang=filter_langs,
-                exact=self.exact if exact is None else exact,
-                with_payload=True,
-            )
+            results = self._top(vectors, k, filter_langs, self.exact if exact is None else exact)
         return [[_search_hit(rank, hit) for rank, hit in enumerate(hits, start=1)] for hits in results]
+
+    def _top(self, vectors: np.ndarray, k: int, langs: Langs, exact: bool) -> list[list[Any]]:
+        """Each query's top ``k`` hits, a score tie across the k-th place broken by doc id as everywhere
+        else: an engine returns the tied points of its choice at its limit, so one more than ``k`` is
+        asked for, and more while a tie runs to the last hit that came back."""
+        limit = k + 1
+        while True:
+            results = self.store.search(vectors, limit=limit, lang=langs, exact=exact, with_payload=True)
+            if not any(len(hits) == limit and hits[k - 1].score == hits[-1].score for hits in results):
+                return [hits[:k] for hits in results]
+            limit *= 2
 
     def count(self, *, lang: str | None = None, langs: Sequence[str] | None = None) -> int:
         """Passages in the collection, optionally of one language (``lang``) or several (``langs``)."""

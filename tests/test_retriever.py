@@ -23,7 +23,7 @@ from hybrid_qdrant.encoding.source import EncoderSource
 from hybrid_qdrant.errors import ModelError, StoreError
 from hybrid_qdrant.evaluation.ingest import ingest
 from hybrid_qdrant.retriever import Retriever
-from hybrid_qdrant.store import open_store
+from hybrid_qdrant.store import CollectionSpec, open_store
 
 QUESTIONS = ["Wohin mündet der Rhein?", "Which cities does the Danube pass?", "¿Cuál es la capital?"]
 
@@ -105,6 +105,31 @@ def _check_threads(retriever: Retriever) -> None:
     for thread in threads:
         thread.join()
     assert not failures and not mismatches
+
+
+class _Axis:
+    """An encoder whose every query is the first axis (scores are the vectors' first components)."""
+
+    dim, fingerprint = 4, "axis"
+
+    def encode_queries(self, texts):
+        return np.tile(np.eye(4, dtype=np.float32)[0], (len(texts), 1))
+
+
+@pytest.mark.parametrize("engine", ["edge", "client-local"])
+def test_a_tie_across_the_last_place_is_broken_by_doc_id(tmp_path, engine):
+    """20 identical passages tie for places 2-21: k=3 returns the two smallest doc ids, whichever tied
+    points the engine would pick at its limit."""
+    tied = [f"t/{i:02d}" for i in range(20)][::-1]
+    vectors = np.array([[0.9, 0.1, 0, 0]] + [[0.5, 0.5, 0, 0]] * 20 + [[0.1, 0.9, 0, 0]], np.float32)
+    ids = ["best", *tied, "worst"]
+    with open_store(location=tmp_path / "q", engine=engine, collection="ties") as store:
+        store.ensure_collection(CollectionSpec(dim=4, encoder="axis"))
+        store.upsert(ids, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), [{"lang": "xx"}] * 22)
+        retriever = Retriever(store, _Axis())
+        assert [h.doc_id for h in retriever.search_one("q", k=3)] == ["best", "t/00", "t/01"]
+        assert [h.doc_id for h in retriever.search_one("q", k=21)][-2:] == ["t/18", "t/19"]
+        assert len(retriever.search_one("q", k=50)) == 22
 
 
 def test_argument_checks(built):
