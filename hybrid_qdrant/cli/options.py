@@ -204,6 +204,22 @@ ENCODER = (
         int,
     ),
     Flag(
+        "encoder.backend",
+        ("--backend",),
+        "torch (default), onnx or openvino: the runtime that encodes (the last two: CPU).",
+    ),
+    Flag(
+        "encoder.quantize",
+        ("--quantize",),
+        "none (default), bf16 (openvino) or int8 (onnx: dynamic; openvino: static, needs --calibration).",
+    ),
+    Flag(
+        "encoder.calibration",
+        ("--calibration",),
+        "Texts for openvino int8: a SQuAD-format folder (MLQA-R for XQuAD-R) or a file, a text per line.",
+        metavar="PATH",
+    ),
+    Flag(
         "cache.dir",
         ("--cache-dir",),
         "Embedding cache folder (default ~/.cache/hybrid-qdrant).",

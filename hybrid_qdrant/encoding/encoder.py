@@ -68,6 +68,10 @@ class EncoderSettings:
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; None picks the best available.
         max_seq_length: truncation length; None keeps the model's.
         adapter: optional path of a LoRA adapter (peft) loaded on top of the model.
+        backend: ``torch``, ``onnx`` or ``openvino`` (CPU; see ``hybrid_qdrant.backends``).
+        quantize: ``none``, ``bf16`` (openvino) or ``int8`` (onnx: dynamic; openvino: static, calibrated).
+        calibration: texts for openvino int8 (a SQuAD-format folder or a text file), from outside the
+            evaluated benchmark.
     """
 
     model: str = DEFAULT_MODEL
@@ -79,14 +83,20 @@ class EncoderSettings:
     device: str | None = None
     max_seq_length: int | None = None
     adapter: str | None = None
+    backend: str = "torch"
+    quantize: str = "none"
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
+        from hybrid_qdrant.backends import check_backend
+
         if not self.model:
             raise ConfigError("[encoder] model is empty")
         for key in ("batch_size", "max_seq_length"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        check_backend(self.backend, self.quantize, self.device, self.calibration)
 
 
 def _model_identity(model: str) -> str:
@@ -113,6 +123,10 @@ class SentenceTransformerEncoder:
         self.model = load_sentence_transformer(settings.model, settings.device, settings.adapter)
         if settings.max_seq_length is not None:
             self.model.max_seq_length = settings.max_seq_length
+        self.calibration = None
+        self.backend = "torch/none"  # what runs (the effective precision included), in the fingerprint
+        if settings.backend != "torch":
+            self.backend = self._use_backend()
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
@@ -122,6 +136,23 @@ class SentenceTransformerEncoder:
             dim = int(self.model.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim = int(dim)
         self.fingerprint = self._fingerprint()
+
+    def _use_backend(self) -> str:
+        """Swap the transformer for its ONNX Runtime / OpenVINO export (made once, cached)."""
+        from hybrid_qdrant.backends import use_backend
+        from hybrid_qdrant.backends.calibration import load_calibration
+
+        s = self.settings
+        if s.backend == "openvino" and s.quantize == "int8" and s.calibration:  # static int8 only
+            prompts = getattr(self.model, "prompts", {}) or {}
+            query = prompts.get(s.query_prompt_name, "") if s.query_prompt_name else s.query_prefix
+            passage = prompts.get(s.passage_prompt_name, "") if s.passage_prompt_name else s.passage_prefix
+            self.calibration = load_calibration(s.calibration, query, passage)
+        identity = {
+            "model": _model_identity(s.model),
+            "adapter": _model_identity(s.adapter) if s.adapter else None,
+        }
+        return use_backend(self.model, s.backend, s.quantize, identity, self.calibration)
 
     def _fingerprint(self) -> str:
         s = self.settings
@@ -133,6 +164,10 @@ class SentenceTransformerEncoder:
             "prompts": bool(s.query_prompt_name or s.passage_prompt_name),
             "max_seq_length": self.model.max_seq_length,
         }
+        if self.backend != "torch/none":  # torch fp32 keeps the fingerprint it always had
+            parts["backend"] = self.backend
+            if self.calibration is not None:
+                parts["calibration"] = self.calibration.digest
         return json.dumps(parts, sort_keys=True, ensure_ascii=False)
 
     def _encode(self, texts: Sequence[str], prefix: str, prompt_name: str | None) -> np.ndarray:
