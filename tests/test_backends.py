@@ -210,6 +210,20 @@ def test_cli_evaluate_on_onnx_gets_its_own_collection(tiny, tmp_path, export_roo
     assert onnx["collection"] != base["collection"]
     assert json.loads(onnx["model_fingerprint"])["backend"] == "onnx/none"
     assert abs(onnx["metrics"]["multi/map"] - base["metrics"]["multi/map"]) < 1e-3
+    # the collection records how its encoder ran: searched with no --model, it loads the onnx export
+    # again (the recorded fingerprint is checked on load)
+    args = [
+        "search",
+        "Where is the cat?",
+        "--location",
+        str(tmp_path / "q"),
+        "--collection",
+        onnx["collection"],
+    ]
+    found = CliRunner().invoke(app, [*args, "--json", "-k", "3"])
+    assert found.exit_code == 0, found.output
+    hits = [json.loads(line) for line in found.output.splitlines() if line.startswith("{")]
+    assert len(hits) == 3 and all(h["doc_id"] for h in hits)
 
 
 @needs_onnx

@@ -35,6 +35,8 @@ class EncoderSource:
         max_seq_length: truncation length the passages were encoded with.
         normalize: vectors are L2-normalised (always, for hq's encoders).
         kind: ``sentence-transformers``.
+        backend / quantize / calibration: how the model ran (``torch`` / ``none`` unless an ONNX
+            Runtime or OpenVINO export was used; calibration: the absolute path of openvino int8's texts).
     """
 
     model: str
@@ -46,6 +48,9 @@ class EncoderSource:
     max_seq_length: int | None = None
     normalize: bool = True
     kind: str = SENTENCE_TRANSFORMERS
+    backend: str = "torch"
+    quantize: str = "none"
+    calibration: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
@@ -78,6 +83,9 @@ class EncoderSource:
             device=device,
             max_seq_length=self.max_seq_length,
             adapter=adapter or self.adapter,
+            backend=self.backend,
+            quantize=self.quantize,
+            calibration=self.calibration,
         )
 
 
@@ -102,6 +110,9 @@ def source_of(encoder: Any) -> EncoderSource | None:
         query_prompt_name=settings.query_prompt_name,
         passage_prompt_name=settings.passage_prompt_name,
         max_seq_length=getattr(model, "max_seq_length", None) or settings.max_seq_length,
+        backend=settings.backend,
+        quantize=settings.quantize,
+        calibration=model_reference(settings.calibration) if settings.calibration else None,
     )
 
 
