@@ -99,8 +99,9 @@ class EncoderSettings:
         check_backend(self.backend, self.quantize, self.device, self.calibration)
 
 
-def _model_identity(model: str) -> str:
-    """A stable identity for a model: the hub id, or a hash of a local directory's weights and config."""
+def model_identity(model: str) -> str:
+    """A stable identity for a model: the hub id, or the folder's name with a hash of its weight and
+    config files' names, sizes and modification times (no file is read)."""
     path = Path(model)
     if not path.exists():
         return model
@@ -149,16 +150,16 @@ class SentenceTransformerEncoder:
             passage = prompts.get(s.passage_prompt_name, "") if s.passage_prompt_name else s.passage_prefix
             self.calibration = load_calibration(s.calibration, query, passage)
         identity = {
-            "model": _model_identity(s.model),
-            "adapter": _model_identity(s.adapter) if s.adapter else None,
+            "model": model_identity(s.model),
+            "adapter": model_identity(s.adapter) if s.adapter else None,
         }
         return use_backend(self.model, s.backend, s.quantize, identity, self.calibration)
 
     def _fingerprint(self) -> str:
         s = self.settings
         parts = {
-            "model": _model_identity(s.model),
-            "adapter": _model_identity(s.adapter) if s.adapter else None,
+            "model": model_identity(s.model),
+            "adapter": model_identity(s.adapter) if s.adapter else None,
             "query": s.query_prompt_name or s.query_prefix,
             "passage": s.passage_prompt_name or s.passage_prefix,
             "prompts": bool(s.query_prompt_name or s.passage_prompt_name),
@@ -169,6 +170,11 @@ class SentenceTransformerEncoder:
             if self.calibration is not None:
                 parts["calibration"] = self.calibration.digest
         return json.dumps(parts, sort_keys=True, ensure_ascii=False)
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The truncation length the model encodes with."""
+        return self.model.max_seq_length
 
     def _encode(self, texts: Sequence[str], prefix: str, prompt_name: str | None) -> np.ndarray:
         if not texts:

@@ -101,7 +101,6 @@ def source_of(encoder: Any) -> EncoderSource | None:
     settings = getattr(inner, "settings", None)
     if not isinstance(settings, EncoderSettings):
         return None
-    model = getattr(inner, "model", None)
     return EncoderSource(
         model=model_reference(settings.model),
         adapter=model_reference(settings.adapter) if settings.adapter else None,
@@ -109,7 +108,7 @@ def source_of(encoder: Any) -> EncoderSource | None:
         passage_prefix=settings.passage_prefix,
         query_prompt_name=settings.query_prompt_name,
         passage_prompt_name=settings.passage_prompt_name,
-        max_seq_length=getattr(model, "max_seq_length", None) or settings.max_seq_length,
+        max_seq_length=getattr(inner, "max_seq_length", None) or settings.max_seq_length,
         backend=settings.backend,
         quantize=settings.quantize,
         calibration=model_reference(settings.calibration) if settings.calibration else None,

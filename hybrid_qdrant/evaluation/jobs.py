@@ -307,10 +307,15 @@ def open_collection(cfg: JobConfig, name: str, **extra: Any):
 
 def build_encoder(cfg: JobConfig, progress: JobProgress | None = None):
     """The job's sentence-transformers encoder, in the embedding cache unless ``[cache] enabled`` is off
-    (the cache reports per chunk to ``progress``, and how many texts it reused)."""
-    encoder = SentenceTransformerEncoder(cfg.encoder)
+    (the cache reports per chunk to ``progress``, and how many texts it reused). With the cache, a model
+    loaded before with the same settings and files is loaded only when a text has to be encoded."""
     if not cfg.cache.enabled:
-        return encoder
+        return SentenceTransformerEncoder(cfg.encoder)
+    from hybrid_qdrant.encoding.cache import default_cache_dir
+    from hybrid_qdrant.encoding.lazy import recorded_encoder
+
+    # with the cache, the model loads only when something is to be encoded (see encoding.lazy)
+    encoder = recorded_encoder(cfg.encoder, cfg.cache.dir or default_cache_dir())
     return CachedEncoder(encoder, root=cfg.cache.dir, progress=progress.encoded if progress else None)
 
 
