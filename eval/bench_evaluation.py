@@ -106,15 +106,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, open_store(location=tmp, collection="bench") as store:
         store.ensure_collection(spec)
         _, out["upsert_s"] = timed(lambda: store.upsert(ids, pvecs, payloads))
-        q100, out["qdrant_depth100_s"] = timed(lambda: evaluate(bench, qvecs, store, EvalOptions(depth=100)))
-        q10, out["qdrant_depth10_s"] = timed(lambda: evaluate(bench, qvecs, store, EvalOptions(depth=10)))
+        q100, out["qdrant_depth100_s"] = timed(
+            lambda: evaluate(bench, qvecs, store, EvalOptions(engine="qdrant", depth=100))
+        )
+        q10, out["qdrant_depth10_s"] = timed(
+            lambda: evaluate(bench, qvecs, store, EvalOptions(engine="qdrant", depth=10))
+        )
         ex, out["exact_from_qdrant_s"] = timed(
             lambda: evaluate(bench, qvecs, store, EvalOptions(engine="exact"))
         )
         langs = tuple(args.naive_langs.split(","))
-        sub = EvalOptions(languages=langs, depth=10)
+        sub = EvalOptions(languages=langs, engine="qdrant", depth=10)
         batched, out["subset_batched_s"] = timed(lambda: evaluate(bench, qvecs, store, sub))
-        naive_opts = EvalOptions(languages=langs, depth=10, query_batch=1)
+        naive_opts = EvalOptions(languages=langs, engine="qdrant", depth=10, query_batch=1)
         naive, out["subset_one_query_per_request_s"] = timed(
             lambda: evaluate(bench, qvecs, store, naive_opts)
         )
