@@ -121,6 +121,9 @@ POINT_OVERHEAD = 64
 #: How long an opener waits for another process that is creating or dropping the same collection.
 LOCK_WAIT_S = 30.0
 _DISTANCES = {"cosine": Distance.Cosine, "dot": Distance.Dot, "euclid": Distance.Euclid}
+#: Asking for more hits than the pool holds only costs time beyond this limit: below it, a search does
+#: not count the pool first (a filtered count took 100-300 us, half a filtered top-10 query).
+COUNT_BEFORE_LIMIT = 1000
 
 
 def _edge_version() -> str:
@@ -381,9 +384,10 @@ class EdgeStore(QdrantStore):
         queries = check_matrix(vectors, self._spec.dim, "query vectors")  # (n, dim)
         if len(queries) == 0:
             return []
-        limit = min(limit, self.count(lang))  # asking beyond the collection only costs time
-        if limit == 0:
-            return [[] for _ in range(len(queries))]
+        if limit > COUNT_BEFORE_LIMIT:
+            limit = min(limit, self.count(lang))  # asking far beyond the pool costs time
+            if limit == 0:
+                return [[] for _ in range(len(queries))]
         flt = _lang_filter(lang)
         if exact:
             params = SearchParams(exact=True)
