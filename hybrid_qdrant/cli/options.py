@@ -250,9 +250,18 @@ COLLECTION = (
     ),
 )
 SERVER_COLLECTION = (
-    Flag("collection.create.quantization", ("--quantization",), "Server: scalar (int8) or binary."),
-    Flag("collection.create.hnsw_m", ("--hnsw-m",), "Server: HNSW graph degree m.", int),
-    Flag("collection.create.hnsw_ef_construct", ("--hnsw-ef-construct",), "Server: HNSW ef_construct.", int),
+    Flag(
+        "collection.create.quantization",
+        ("--quantization",),
+        "New collection: scalar (int8), binary or product (embedded: built by an optimize).",
+    ),
+    Flag("collection.create.hnsw_m", ("--hnsw-m",), "New collection: HNSW graph degree m.", int),
+    Flag(
+        "collection.create.hnsw_ef_construct",
+        ("--hnsw-ef-construct",),
+        "New collection: HNSW ef_construct.",
+        int,
+    ),
     Flag("collection.create.shard_number", ("--shards",), "Server: shard number (clusters).", int),
     Flag(
         "collection.create.replication_factor", ("--replicas",), "Server: replication factor (clusters).", int
