@@ -235,13 +235,16 @@ STORE = (
         bool,
     ),
 )
-COLLECTION = (
+COLLECTION_NAME = (
     Flag(
         "collection.name",
         ("--collection", "-c"),
         "Collection or alias (default: from benchmark and model).",
         metavar="NAME",
     ),
+)
+COLLECTION = (
+    *COLLECTION_NAME,
     Flag(
         "collection.recreate",
         ("--recreate",),
@@ -307,6 +310,39 @@ EVALUATE = (
         "report.heatmap_scale",
         ("--heatmap-scale",),
         "Heatmap colours: fixed 0-100 (default, comparable) or auto (the data's range).",
+    ),
+)
+AUDIT = (
+    Flag(
+        "audit.settings",
+        ("--settings",),
+        "Comma-separated: mono,cross,multi (default: all).",
+        csv=True,
+        metavar="SETTINGS",
+    ),
+    Flag(
+        "audit.k",
+        ("--k",),
+        "Recall@k of the index against the exact top k (default 10); the index returns max(k, 10) hits.",
+        int,
+    ),
+    Flag(
+        "audit.latency_queries",
+        ("--latency-queries",),
+        "Single queries timed per setting and variant (default 200).",
+        int,
+    ),
+    Flag(
+        "audit.scratch",
+        ("--scratch",),
+        "Embedded: folder for the scratch copies (default: the system's temporary folder).",
+        metavar="PATH",
+    ),
+    Flag(
+        "audit.output",
+        ("--output", "-o"),
+        "Report NAME.json; NAME.md and NAME.png (quality lost against memory and latency) beside it.",
+        metavar="NAME.json",
     ),
 )
 TRAIN = (
