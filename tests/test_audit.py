@@ -398,7 +398,8 @@ def test_audit_on_a_real_server_measures_its_index_and_cleans_up(tmp_path, tiny_
 
     _empty(qdrant["url"])
     env = {"QDRANT_API_KEY": API_KEY}
-    server_args = ["--url", qdrant["url"], "--collection", "docs", "--cache-dir", str(tmp_path / "cache")]
+    server_args = ["--url", qdrant["url"], "--allow-insecure-key", "--collection", "docs"]
+    server_args += ["--cache-dir", str(tmp_path / "cache")]
     data = [
         "--benchmark",
         "xquad-r",
