@@ -95,6 +95,8 @@ class FakeQdrant:
                 "size": int(params["size"]),
                 "distance": params["distance"],
                 "metadata": body.get("metadata"),
+                "hnsw": {k: v for k, v in (body.get("hnsw_config") or {}).items() if v is not None},
+                "quantization": body.get("quantization_config"),
                 "indexes": set(),
                 "points": {},
             }
@@ -116,14 +118,17 @@ class FakeQdrant:
         params = {"size": c["size"], "distance": c["distance"]}
         config: dict[str, Any] = {
             "params": {"vectors": {c["vector_name"]: params} if c["vector_name"] else params},
-            "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000},
+            "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000, **c.get("hnsw", {})},
             "optimizer_config": {"default_segment_number": 0, "flush_interval_sec": 5},
         }
         if c["metadata"] is not None:
             config["metadata"] = c["metadata"]
+        if c.get("quantization") is not None:  # collections a test made by hand have neither key
+            config["quantization_config"] = c["quantization"]
         return {
             "status": "green",
             "optimizer_status": "ok",
+            "indexed_vectors_count": 0,  # the fake searches exhaustively: no HNSW graph
             "segments_count": 1,
             "points_count": len(c["points"]),
             "config": config,

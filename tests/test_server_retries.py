@@ -81,3 +81,35 @@ def test_approximate_search_sends_a_beam_that_keeps_recall(hnsw_ef, limit, sent)
     searches = [b for path, b in fake.bodies if path.endswith("/points/query/batch")]
     params = [s["params"] for body in searches for s in body["searches"]]
     assert params == [{"hnsw_ef": sent, "exact": False}, {"exact": True}]
+
+
+def test_index_options_reach_the_server_and_come_back():
+    """Quantization (product), HNSW thresholds and rescoring are sent as Qdrant's REST shapes; the
+    collection's index options, status and indexed count are read back."""
+    import numpy as np
+
+    from hybrid_qdrant.store.base import CollectionSpec
+
+    options = {
+        "quantization": "product",
+        "product_compression": 8,
+        "hnsw_m": 32,
+        "hnsw_full_scan_threshold": 50,
+        "indexing_threshold": 0,
+    }
+    with serve() as (url, fake), _opener(url)("c", rescore=False, oversampling=3.0, **options) as store:
+        store.ensure_collection(CollectionSpec(dim=4, encoder="e"))
+        vectors = np.eye(4, dtype=np.float32)
+        store.upsert(["a", "b", "c", "d"], vectors, [{"lang": "en", "doc_id": d} for d in "abcd"])
+        assert store.optimize(timeout=5) is False  # the fake is always green: nothing to wait for
+        store.search(vectors[:1], limit=2, exact=False)
+        info = store.index_info()
+    created = next(body for path, body in fake.bodies if path == "/collections/c" and "vectors" in body)
+    assert created["hnsw_config"] == {"m": 32, "full_scan_threshold": 50}
+    assert created["quantization_config"] == {"product": {"compression": "x8", "always_ram": True}}
+    assert created["optimizers_config"] == {"indexing_threshold": 0}
+    search = next(b for path, b in fake.bodies if path.endswith("/points/query/batch"))["searches"][0]
+    assert search["params"]["quantization"] == {"rescore": False, "oversampling": 3.0}
+    assert (info.points, info.indexed_vectors, info.status) == (4, 0, "green")
+    assert info.options.quantization == "product" and info.options.product_compression == 8
+    assert (info.options.hnsw_m, info.options.hnsw_full_scan_threshold) == (32, 50)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_contract import StoreContract, fill, spec
+from store_contract import CORPUS, StoreContract, fill, spec
 
 from hybrid_qdrant.errors import StoreError
 from hybrid_qdrant.store import CollectionSpec, open_store
@@ -138,3 +138,24 @@ def test_engines_refuse_each_others_directories(location):
     fill(open_store(location, collection="c"), n=3).close()
     with pytest.raises(StoreError, match="engine='edge'"):
         open_store(location, engine="client-local")
+
+
+def test_index_options_build_a_quantized_graph_and_are_recorded(location):
+    options = {"quantization": "scalar", "hnsw_m": 8, "hnsw_full_scan_threshold": 1, "indexing_threshold": 1}
+    with open_store(location=location, collection="c", rescore=True, oversampling=2.0, **options) as store:
+        fill(store, 300)
+        before = store.index_info()
+        assert (before.points, before.indexed_vectors) == (300, 0)  # the index is built by optimize
+        assert store.optimize()
+        info = store.index_info()
+        assert info.indexed_vectors == 300
+        assert info.options.set_options() == options
+        parts = store.storage_bytes()
+        assert parts["quantized"] > 0 and parts["graph"] > 0 and parts["vectors"] >= 300 * 32 * 4
+        exact = store.search(CORPUS[1][:3], 5, "en", exact=True)
+        approximate = store.search(CORPUS[1][:3], 5, "en", exact=False)
+        assert [h.doc_id for h in approximate[0]][:1] == [h.doc_id for h in exact[0]][:1]
+    with open_store(location=location, collection="c") as store:  # recorded in the metadata
+        assert store.index_info().options.set_options() == options
+    with pytest.raises(ValueError, match="oversampling"):
+        open_store(location=location, collection="c", oversampling=0.5)

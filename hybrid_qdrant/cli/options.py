@@ -267,13 +267,16 @@ STORE = (
         bool,
     ),
 )
-COLLECTION = (
+COLLECTION_NAME = (
     Flag(
         "collection.name",
         ("--collection", "-c"),
         "Collection or alias (default: from benchmark and model).",
         metavar="NAME",
     ),
+)
+COLLECTION = (
+    *COLLECTION_NAME,
     Flag(
         "collection.recreate",
         ("--recreate",),
@@ -290,9 +293,18 @@ COLLECTION = (
     ),
 )
 SERVER_COLLECTION = (
-    Flag("collection.create.quantization", ("--quantization",), "Server: scalar (int8) or binary."),
-    Flag("collection.create.hnsw_m", ("--hnsw-m",), "Server: HNSW graph degree m.", int),
-    Flag("collection.create.hnsw_ef_construct", ("--hnsw-ef-construct",), "Server: HNSW ef_construct.", int),
+    Flag(
+        "collection.create.quantization",
+        ("--quantization",),
+        "New collection: scalar (int8), binary or product (embedded: built by an optimize).",
+    ),
+    Flag("collection.create.hnsw_m", ("--hnsw-m",), "New collection: HNSW graph degree m.", int),
+    Flag(
+        "collection.create.hnsw_ef_construct",
+        ("--hnsw-ef-construct",),
+        "New collection: HNSW ef_construct.",
+        int,
+    ),
     Flag("collection.create.shard_number", ("--shards",), "Server: shard number (clusters).", int),
     Flag(
         "collection.create.replication_factor", ("--replicas",), "Server: replication factor (clusters).", int
@@ -345,6 +357,39 @@ EVALUATE = (
         "Also write each slice's TREC run (top max(--depth, 100)) and qrels: DIR/{setting}/{q}-{p}.run and "
         ".qrels.",
         metavar="DIR",
+    ),
+)
+AUDIT = (
+    Flag(
+        "audit.settings",
+        ("--settings",),
+        "Comma-separated: mono,cross,multi (default: all).",
+        csv=True,
+        metavar="SETTINGS",
+    ),
+    Flag(
+        "audit.k",
+        ("--k",),
+        "Recall@k of the index against the exact top k (default 10); the index returns max(k, 10) hits.",
+        int,
+    ),
+    Flag(
+        "audit.latency_queries",
+        ("--latency-queries",),
+        "Single queries timed per setting and variant (default 200).",
+        int,
+    ),
+    Flag(
+        "audit.scratch",
+        ("--scratch",),
+        "Embedded: folder for the scratch copies (default: the system's temporary folder).",
+        metavar="PATH",
+    ),
+    Flag(
+        "audit.output",
+        ("--output", "-o"),
+        "Report NAME.json; NAME.md and NAME.png (quality lost against memory and latency) beside it.",
+        metavar="NAME.json",
     ),
 )
 TRAIN = (

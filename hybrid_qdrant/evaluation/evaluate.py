@@ -156,7 +156,7 @@ class EvaluationResult:
         return out
 
 
-def _slice_qrels(
+def slice_qrels(
     qrels: Qrels, query_ids: Sequence[str], language: Callable[[str], str | None], langs: frozenset[str]
 ) -> Qrels:
     """Relevant passages of each query restricted to the slice's passage languages."""
@@ -168,14 +168,16 @@ def _slice_qrels(
     return out
 
 
-class _StoreVectors:
-    """The collection's vectors per language, read once (for exact ranks beyond the depth)."""
+class StoreVectors:
+    """The collection's vectors per language filter, read once (exact ranks beyond the depth; the audit's
+    exact reference)."""
 
     def __init__(self, store) -> None:
         self.store = store
         self._by_lang: dict[Any, tuple[list[str], np.ndarray, dict[str, int]]] = {}
 
     def get(self, lang: Any) -> tuple[list[str], np.ndarray, dict[str, int]]:
+        """(doc ids sorted, their vectors (n, dim) in that order, doc id -> row) of a language filter."""
         if lang not in self._by_lang:
             doc_ids, vectors = self.store.vectors(lang)
             # sorted by doc id, so that the column index is the tie-break order
@@ -190,7 +192,7 @@ def _exact_ranks(
     qvecs: np.ndarray,
     qids: Sequence[str],
     qrels: Qrels,
-    vectors: _StoreVectors,
+    vectors: StoreVectors,
     lang: Any,
     run: Run | None = None,
     run_depth: int = 0,
@@ -212,7 +214,7 @@ def _qdrant_ranks(
     store,
     lang: Any,
     options: EvalOptions,
-    vectors: _StoreVectors,
+    vectors: StoreVectors,
     run: Run | None = None,
     run_depth: int = 0,
 ) -> tuple[dict[str, dict[str, int]], int]:
@@ -283,7 +285,7 @@ def evaluate(
     by_lang: dict[str, list[int]] = {}
     for i, q in enumerate(benchmark.queries):
         by_lang.setdefault(q.lang, []).append(i)
-    vectors = _StoreVectors(store)
+    vectors = StoreVectors(store)
     language = benchmark.passage_languages()
     results: list[SliceResult] = []
     langs = tuple(options.languages or benchmark.languages)
@@ -295,7 +297,7 @@ def evaluate(
         all_ids = [benchmark.queries[i].query_id for i in rows]
         target = sl.passage_lang if sl.passage_lang is not None else pool  # the store's language filter
         slice_langs = frozenset([sl.passage_lang] if sl.passage_lang is not None else langs)
-        qrels = _slice_qrels(benchmark.qrels, all_ids, language, slice_langs)
+        qrels = slice_qrels(benchmark.qrels, all_ids, language, slice_langs)
         keep = [i for i, qid in zip(rows, all_ids, strict=False) if qid in qrels]
         qids = [benchmark.queries[i].query_id for i in keep]
         qvecs = query_vectors[keep]

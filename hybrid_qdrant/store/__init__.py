@@ -29,11 +29,12 @@ from hybrid_qdrant.store.base import (
     CollectionSpec,
     DataStore,
     Hit,
+    IndexInfo,
     ManagedStore,
     StoreRecord,
     point_id,
 )
-from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
+from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, INDEX_OPTIONS, CollectionOptions
 from hybrid_qdrant.store.connection import API_KEY_ENV, resolve_api_key
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "CollectionOptions",
     "CollectionSpec",
     "Hit",
+    "IndexInfo",
     "ManagedStore",
     "StoreRecord",
     "AdminStore",
@@ -69,7 +71,7 @@ DEFAULT_LOCAL_LOCATION = ".hq/qdrant-local"
 DEFAULT_COLLECTION = "passages"
 ENGINES = ("edge", "client-local", "server")
 
-_COMMON = frozenset({"recreate", "upsert_batch", "query_batch", "hnsw_ef"})
+_COMMON = frozenset({"recreate", "upsert_batch", "query_batch", "hnsw_ef", "rescore", "oversampling"})
 _CONNECTION = frozenset(
     {"timeout", "prefer_grpc", "grpc_port", "retries", "backoff", "allow_insecure_key", "api_key_env"}
 )
@@ -93,14 +95,18 @@ def open_store(
         collection: collection or alias name.
         engine: ``edge`` (default without url), ``client-local``, or ``server`` (default with url).
         **opts: ``recreate`` (drop the collection now; ``ensure_collection`` re-creates it),
-            ``upsert_batch``, ``query_batch``, ``hnsw_ef``; server only: ``timeout`` (s, default 30: the
+            ``upsert_batch``, ``query_batch``, ``hnsw_ef``, ``rescore`` and ``oversampling`` (approximate
+            search), the index options of a collection created (``quantization``,
+            ``product_compression``, ``hnsw_m``, ``hnsw_ef_construct``, ``hnsw_full_scan_threshold``,
+            ``indexing_threshold``);
+            server only: ``timeout`` (s, default 30: the
             time one attempt of a call may take in total; a call with its retries ends within
             ``(retries + 1) * timeout``), ``prefer_grpc``, ``grpc_port``, ``retries`` (default 3),
             ``backoff`` (s, default 0.5), ``allow_insecure_key`` (send the key over plain http to a
             remote host), ``api_key_env`` (the variable named in "requires an API key" messages) and the
-            creation options ``quantization`` (``scalar`` | ``binary``), ``hnsw_m``, ``hnsw_ef_construct``,
-            ``shard_number``, ``replication_factor``, ``on_disk``, ``on_disk_payload``. Connection options
-            are ignored by the embedded engines, creation options by ``edge`` (with a warning).
+            creation options ``shard_number``, ``replication_factor``, ``on_disk``, ``on_disk_payload``.
+            Connection options are ignored by the embedded engines, server creation options by ``edge``
+            (with a warning).
 
     Raises:
         ValueError: an unknown engine or option, or a malformed URL.
@@ -132,12 +138,14 @@ def open_store(
         from hybrid_qdrant.store.server import ServerStore
 
         return ServerStore.local(location or DEFAULT_LOCAL_LOCATION, collection, **opts)
+    index = {name: opts.pop(name) for name in sorted(set(opts) & INDEX_OPTIONS)}
     for name in sorted(set(opts) & CREATE_OPTIONS):
         if opts.pop(name) is not None:
             logger.warning("store option %s is for server collections; ignored by the embedded store", name)
     from hybrid_qdrant.store.edge import EdgeStore
 
-    return EdgeStore(location or DEFAULT_LOCATION, collection, **opts)
+    create = CollectionOptions(**index) if any(v is not None for v in index.values()) else None
+    return EdgeStore(location or DEFAULT_LOCATION, collection, create=create, **opts)
 
 
 def collections_info(store: ManagedStore) -> list[CollectionInfo]:

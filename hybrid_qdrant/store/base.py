@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hybrid_qdrant.store.collection_options import CollectionOptions
+
 #: A language filter: one code, several (any of them), or None (no filter).
 Langs = str | Sequence[str] | None
 
@@ -123,6 +125,27 @@ class CollectionDetails:
     aliases: tuple[str, ...] = ()
     sample_payload: dict[str, Any] | None = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """A collection's vector index as the engine reports it (``hq audit`` records it per variant).
+
+    Attributes:
+        points: points stored.
+        indexed_vectors: vectors in segments with an HNSW graph; 0 means every search scores all
+            (matching) points, whatever the search parameters say.
+        segments: segments of the collection (each has its own graph).
+        options: the index options it was built with (``CollectionOptions``; None fields: the engine's
+            defaults).
+        status: the server's collection status (``green`` when its optimizers are idle); ``""`` embedded.
+    """
+
+    points: int
+    indexed_vectors: int
+    segments: int
+    options: CollectionOptions
+    status: str = ""
 
 
 @dataclass

@@ -54,6 +54,20 @@ def search_ef(hnsw_ef: int | None, limit: int) -> int:
     return hnsw_ef if hnsw_ef is not None else max(DEFAULT_HNSW_EF, 2 * limit)
 
 
+def check_search_tuning(hnsw_ef: int | None, rescore: bool | None, oversampling: float | None) -> None:
+    """ValueError for approximate-search settings no engine accepts (None: the engine's default)."""
+    if hnsw_ef is not None and (isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, int) or hnsw_ef < 1):
+        raise ValueError(f"hnsw_ef must be a positive integer, got {hnsw_ef!r}")
+    if rescore is not None and not isinstance(rescore, bool):
+        raise ValueError(f"rescore must be true or false, got {rescore!r}")
+    if oversampling is not None and (
+        isinstance(oversampling, bool)
+        or not isinstance(oversampling, (int, float))
+        or not 1 <= oversampling < float("inf")
+    ):
+        raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
+
+
 class QdrantStore:
     """The data plane and alias rules of a Qdrant collection store (see the module docstring)."""
 

@@ -55,11 +55,17 @@ from hybrid_qdrant.store.base import (
     LANG_KEY,
     CollectionSpec,
     Hit,
+    IndexInfo,
     Langs,
     lang_set,
     point_id,
 )
-from hybrid_qdrant.store.collection_options import CREATE_OPTIONS, CollectionOptions
+from hybrid_qdrant.store.collection_options import (
+    CREATE_OPTIONS,
+    DEFAULT_PRODUCT_COMPRESSION,
+    QUANTIZATIONS,
+    CollectionOptions,
+)
 from hybrid_qdrant.store.compat import check_spec, encoder_tag, source_text, validate_spec
 from hybrid_qdrant.store.connection import (
     API_KEY_ENV,
@@ -76,7 +82,7 @@ from hybrid_qdrant.store.connection import (
 from hybrid_qdrant.store.deadline import deadline, deadline_transport
 from hybrid_qdrant.store.naming import validate_name
 from hybrid_qdrant.store.points import check_doc_id, check_matrix, sorted_hits, stored_payload
-from hybrid_qdrant.store.qdrant import QdrantStore, search_ef
+from hybrid_qdrant.store.qdrant import QdrantStore, check_search_tuning, search_ef
 from hybrid_qdrant.store.retry import call_with_retries
 from hybrid_qdrant.store.server_errors import (
     failure_kind,
@@ -111,6 +117,8 @@ class ServerStore(QdrantStore):
         upsert_batch: points per upsert request.
         query_batch: queries per ``query_batch_points`` request.
         hnsw_ef: HNSW beam width for approximate searches (``exact=False``); None: ``search_ef``'s rule.
+        rescore / oversampling: approximate searches of a quantized collection: rescore candidates with
+            the original vectors (None: the server decides), fetch ``oversampling`` x limit candidates.
         retries: extra attempts after a transient failure (server engine).
         backoff: first retry delay in seconds, doubled each time.
         timeout: seconds one attempt of a call may take in total (server engine); a call with its
@@ -130,6 +138,8 @@ class ServerStore(QdrantStore):
         upsert_batch: int = 256,
         query_batch: int = 64,
         hnsw_ef: int | None = None,
+        rescore: bool | None = None,
+        oversampling: float | None = None,
         retries: int = 3,
         backoff: float = 0.5,
         create: CollectionOptions | None = None,
@@ -151,7 +161,10 @@ class ServerStore(QdrantStore):
         self._secret = secret
         self.upsert_batch = upsert_batch
         self.query_batch = query_batch
+        check_search_tuning(hnsw_ef, rescore, oversampling)
         self.hnsw_ef = hnsw_ef
+        self.rescore = rescore
+        self.oversampling = oversampling
         self.retries = retries
         self.backoff = backoff
         self.create_options = create or CollectionOptions()
@@ -307,6 +320,8 @@ class ServerStore(QdrantStore):
             upsert_batch=self.upsert_batch,
             query_batch=self.query_batch,
             hnsw_ef=self.hnsw_ef,
+            rescore=self.rescore,
+            oversampling=self.oversampling,
             retries=self.retries,
             backoff=self.backoff,
             create=self.create_options,
@@ -468,7 +483,14 @@ class ServerStore(QdrantStore):
         if exact:
             params = qm.SearchParams(exact=True)
         else:
-            params = qm.SearchParams(hnsw_ef=search_ef(self.hnsw_ef, limit), exact=False)
+            quantization = None
+            if self.rescore is not None or self.oversampling is not None:
+                quantization = qm.QuantizationSearchParams(
+                    rescore=self.rescore, oversampling=self.oversampling
+                )
+            params = qm.SearchParams(
+                hnsw_ef=search_ef(self.hnsw_ef, limit), exact=False, quantization=quantization
+            )
         if self.engine == "client-local":
             params = None  # local mode always searches exhaustively (and warns about params)
         flt = _lang_filter(lang)
@@ -489,6 +511,64 @@ class ServerStore(QdrantStore):
             responses = self._call("search", self._client.query_batch_points, name, requests=requests)
             out.extend(sorted_hits(r.points, negate, with_payload) for r in responses)
         return out
+
+    def optimize(self, timeout: float = 600.0) -> bool:
+        """Wait until the server's optimizers are idle (collection status green): a server builds its
+        HNSW graph and quantized vectors by itself once enough points arrive. True when it was busy.
+
+        Raises:
+            StoreError: still busy after ``timeout`` seconds, or the collection's status is red.
+        """
+        name, _ = self._attach()
+        ends = time.monotonic() + timeout
+        busy = False
+        while True:
+            info = self._call("reading collection", self._client.get_collection, name)
+            status = str(getattr(info.status, "value", info.status)).lower()
+            if status == "green":
+                return busy
+            if status == "red":
+                raise StoreError(f"collection '{name}' at {self._where} reports status red (optimizer error)")
+            busy = True
+            if time.monotonic() >= ends:
+                raise StoreError(
+                    f"collection '{name}' at {self._where} was still optimizing after {timeout:g} s "
+                    f"(status {status})"
+                )
+            time.sleep(0.5)
+
+    def index_info(self) -> IndexInfo:
+        """Points, HNSW-indexed vectors, segments, status and the index options of the collection (a
+        per-vector override wins over the collection's setting)."""
+        name, spec = self._attach()
+        info = self._call("reading collection", self._client.get_collection, name)
+        config = info.config
+        vectors = config.params.vectors
+        params = vectors.get(spec.vector_name) if isinstance(vectors, dict) else vectors
+        hnsw = getattr(params, "hnsw_config", None) or config.hnsw_config
+        hnsw_all = config.hnsw_config
+        quantization = getattr(params, "quantization_config", None) or config.quantization_config
+        kind, ratio = _quantization_kind(quantization)
+
+        def graph(key: str) -> int | None:
+            value = getattr(hnsw, key, None) if hnsw is not None else None
+            return value if value is not None else getattr(hnsw_all, key, None)
+
+        options = CollectionOptions(
+            quantization=kind,
+            product_compression=ratio,
+            hnsw_m=graph("m"),
+            hnsw_ef_construct=graph("ef_construct"),
+            hnsw_full_scan_threshold=graph("full_scan_threshold"),
+            indexing_threshold=getattr(config.optimizer_config, "indexing_threshold", None),
+        )
+        return IndexInfo(
+            points=int(info.points_count or 0),
+            indexed_vectors=int(info.indexed_vectors_count or 0),
+            segments=int(info.segments_count or 0),
+            options=options,
+            status=str(getattr(info.status, "value", info.status)).lower(),
+        )
 
     def count(self, lang: Langs = None) -> int:
         """Number of points, optionally of one language (exact)."""
@@ -580,8 +660,14 @@ class ServerStore(QdrantStore):
         o = self.create_options
         params = qm.VectorParams(size=spec.dim, distance=_DISTANCES[spec.distance], on_disk=o.on_disk)
         hnsw = None
-        if o.hnsw_m is not None or o.hnsw_ef_construct is not None or o.on_disk:
-            hnsw = qm.HnswConfigDiff(m=o.hnsw_m, ef_construct=o.hnsw_ef_construct, on_disk=o.on_disk)
+        graph = (o.hnsw_m, o.hnsw_ef_construct, o.hnsw_full_scan_threshold)
+        if any(v is not None for v in graph) or o.on_disk:
+            hnsw = qm.HnswConfigDiff(
+                m=o.hnsw_m,
+                ef_construct=o.hnsw_ef_construct,
+                full_scan_threshold=o.hnsw_full_scan_threshold,
+                on_disk=o.on_disk,
+            )
         quantization = None
         if o.quantization == "scalar":
             quantization = qm.ScalarQuantization(
@@ -589,6 +675,16 @@ class ServerStore(QdrantStore):
             )
         elif o.quantization == "binary":
             quantization = qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=True))
+        elif o.quantization == "product":
+            ratio = o.product_compression or DEFAULT_PRODUCT_COMPRESSION
+            quantization = qm.ProductQuantization(
+                product=qm.ProductQuantizationConfig(
+                    compression=qm.CompressionRatio(f"x{ratio}"), always_ram=True
+                )
+            )
+        optimizers = None
+        if o.indexing_threshold is not None:
+            optimizers = qm.OptimizersConfigDiff(indexing_threshold=o.indexing_threshold)
         metadata = None
         if self._metadata:
             metadata = {
@@ -613,6 +709,7 @@ class ServerStore(QdrantStore):
                 replication_factor=o.replication_factor,
                 on_disk_payload=o.on_disk_payload,
                 hnsw_config=hnsw,
+                optimizers_config=optimizers,
                 quantization_config=quantization,
                 metadata=metadata,
                 done=lambda: name in self._raw_collections(),
@@ -812,6 +909,18 @@ class ServerStore(QdrantStore):
 def _split_create_options(options: dict[str, Any]) -> tuple[CollectionOptions, dict[str, Any]]:
     create = {k: options.pop(k) for k in list(options) if k in CREATE_OPTIONS}
     return CollectionOptions(**create), options
+
+
+def _quantization_kind(config: Any) -> tuple[str | None, int | None]:
+    """(``scalar`` | ``binary`` | ``product`` | None, product compression) of a quantization config."""
+    for kind in QUANTIZATIONS:
+        inner = getattr(config, kind, None)
+        if inner is not None:
+            if kind != "product":
+                return kind, None
+            ratio = str(getattr(inner.compression, "value", inner.compression)).lstrip("xX")
+            return kind, int(ratio)
+    return None, None
 
 
 def _parse_version(version: str | None) -> tuple[int, int] | None:
