@@ -24,7 +24,9 @@ def compare(
     settings: str = typer.Option("mono,cross,multi", "--settings", help="Comma-separated settings."),
     resamples: int = typer.Option(10000, "--resamples", help="Bootstrap and randomisation resamples."),
     seed: int = typer.Option(0, "--seed", help="Seed of the resampling."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the comparison as JSON."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the comparison as JSON.", metavar="PATH"
+    ),
 ) -> None:
     """Paired significance of A - B per setting, resampling clusters of parallel queries (and seeds).
 
