@@ -542,3 +542,14 @@ def test_the_jobs_under_a_launch_give_what_one_process_gives(tmp_path, tiny, bei
         assert tuple(np.load(out, allow_pickle=True)[0]) == ("live_v1", 360, 360)
         assert fake.aliases == {"live": "live_v1"}
         assert server_points(url, "live_v1") == server_points(url, single.collection)
+
+
+def test_a_lost_peer_is_one_short_line():
+    from hybrid_qdrant.evaluation.launch import _first_sentence
+
+    gloo = RuntimeError(
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+        "[127.0.0.1]:16030. This is typically caused by a remote worker crashing. Check the logs."
+    )
+    assert _first_sentence(gloo) == "Connection closed by peer [127.0.0.1]:16030"
+    assert _first_sentence(RuntimeError("")) == "RuntimeError"

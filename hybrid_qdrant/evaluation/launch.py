@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,11 +158,18 @@ class Launch:
         try:
             yield
         except RuntimeError as exc:  # a peer died or the exchange timed out: one line, not gloo's trace
+            gist = _first_sentence(exc)
             raise HQError(
-                f"process {self.rank} of {self.world} lost the others during a {what} ("
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): another process failed "
-                "(see its error); what was written so far is kept: run the launch again to resume"
+                f"process {self.rank} of {self.world} lost the others during a {what} ({gist}): another "
+                "process failed (see its error); what was written so far is kept: run the launch again to "
+                "resume"
             ) from exc
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The gist of a gloo error: its first sentence, without the ``[file.cc:line]`` it starts with."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0].rstrip(".")
 
 
 __all__ = ["EXCHANGE_TIMEOUT", "Launch"]
