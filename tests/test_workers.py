@@ -58,10 +58,11 @@ def benchmark_folder(path: Path, n: int) -> Path:
 def points(location: str | Path, collection: str | None = None) -> dict[str, tuple[dict, bytes]]:
     """Every point of a collection (the only one at ``location`` by default): payload and vector bytes."""
     with open_store(location=str(location), collection=collection or "hq-check") as store:
-        if collection is None:
-            (collection,) = store.collections()
-            store = store.for_collection(collection)
-        return {r.doc_id: (r.payload, r.vector.tobytes()) for r in store.iter_records()}
+        if collection is not None:
+            return {r.doc_id: (r.payload, r.vector.tobytes()) for r in store.iter_records()}
+        (collection,) = store.collections()
+        with store.for_collection(collection) as one:  # closed: a forked process inherits open stores
+            return {r.doc_id: (r.payload, r.vector.tobytes()) for r in one.iter_records()}
 
 
 def server_points(url: str, collection: str) -> dict[str, tuple[dict, bytes]]:
@@ -533,6 +534,14 @@ def test_the_jobs_under_a_launch_give_what_one_process_gives(tmp_path, tiny, bei
     _fork(_job, "evaluate", {**base, "store.location": str(tmp_path / "two")}, out)
     assert np.load(out, allow_pickle=True)[0] == one.result.metrics()
     assert points(tmp_path / "two") == points(tmp_path / "one")
+    # --recreate: the launch fills the new collection together once, then process 0 evaluates alone
+    out = str(tmp_path / "recreate.npy")
+    recreate = {**base, "store.location": str(tmp_path / "two"), "collection.recreate": True}
+    _fork(_job, "evaluate", recreate, out)
+    assert np.load(out, allow_pickle=True)[0] == one.result.metrics()
+    with open_store(location=str(tmp_path / "two"), collection="hq-check") as store:
+        (rebuilt,) = store.collections()
+    assert rebuilt.endswith("_v1") and points(tmp_path / "two", rebuilt) == points(tmp_path / "one")
     # a re-index through an alias on a server: both write the new version, process 0 switches the alias
     with serve() as (url, fake):
         server = {**base, "store.url": url, "store.allow_insecure_key": True}
