@@ -24,12 +24,17 @@ from hybrid_qdrant.cli.options import (
 
 
 @contextmanager
-def progress_bars() -> Iterator[Any]:
+def progress_bars(show: bool = True) -> Iterator[Any]:
     """A ``JobProgress`` that draws a labelled bar per phase on stderr (when it is a terminal) and prints
-    notes (such as what the embedding cache reused) as lines; the bars close with the block."""
+    notes (such as what the embedding cache reused) as lines; the bars close with the block. With
+    ``show`` off (the other processes of a launch), a silent one."""
     from tqdm import tqdm
 
     from hybrid_qdrant.evaluation.jobs import JobProgress  # heavy: imported when a job runs, not for --help
+
+    if not show:
+        yield JobProgress()
+        return
 
     class Bars(JobProgress):
         def __init__(self) -> None:
@@ -78,13 +83,21 @@ def ingest(config: Path | None, overrides: dict[str, Any], verbose: bool) -> Non
 
     The config is an evaluation job's TOML (tables [benchmark], [encoder], [cache], [store],
     [collection]); --set section.key=value and the flags override it.
+
+    More processes: --workers N on one machine, or torchrun --nproc-per-node N -m hybrid_qdrant.cli ingest
+    ... (also accelerate launch): block k of the passages goes to process k mod N; into a server every
+    process writes its blocks, into the embedded store process 0 writes for all.
     """
     setup_logging(verbose)
     from hybrid_qdrant.evaluation.jobs import ingest_job, load_job
+    from hybrid_qdrant.evaluation.launch import Launch
 
     cfg = load_job(config, overrides)
-    with progress_bars() as progress:
-        done = ingest_job(cfg, progress)
+    launch = Launch.from_env()  # under torchrun / accelerate launch: this process's share
+    with progress_bars(launch.main) as progress:
+        done = ingest_job(cfg, progress, launch)
+    if done is None:  # another process of the launch: process 0 reports
+        return
     stats = done.stats
     typer.echo(
         f"collection {done.collection}: {done.points} points ({stats.encoded} written, "
@@ -107,15 +120,19 @@ def evaluate(config: Path | None, overrides: dict[str, Any], verbose: bool) -> N
 
     The config is an evaluation job's TOML (tables [benchmark], [encoder], [cache], [store],
     [collection], [evaluate], [report]: see eval/xquad-r.toml); --set section.key=value and the flags
-    override it.
+    override it. --workers N and torchrun share the ingestion out as for hq ingest; process 0 evaluates.
     """
     setup_logging(verbose)
     from hybrid_qdrant.evaluation.jobs import evaluate_job, load_job, model_name
+    from hybrid_qdrant.evaluation.launch import Launch
     from hybrid_qdrant.evaluation.report import markdown, report_dict
 
     cfg = load_job(config, overrides)
-    with progress_bars() as progress:
-        run = evaluate_job(cfg, progress)
+    launch = Launch.from_env()  # under torchrun / accelerate launch: the processes share the ingestion
+    with progress_bars(launch.main) as progress:
+        run = evaluate_job(cfg, progress, launch=launch)
+    if run is None:  # another process of the launch: process 0 evaluates and reports
+        return
     typer.echo(markdown(report_dict(run.result, model_name(cfg), run.details)))
     if run.report:
         typer.echo("wrote " + ", ".join(str(p) for p in run.report.values()))

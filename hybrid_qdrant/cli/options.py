@@ -198,6 +198,14 @@ ENCODER = (
     Flag("encoder.batch_size", ("--batch-size",), "Texts per forward pass (default 64).", int),
     Flag("encoder.device", ("--device",), "cpu, cuda, cuda:1 or mps (default: the best available)."),
     Flag(
+        "encoder.workers",
+        ("--workers",),
+        "Encoding processes (default 1: this one): one per GPU (cuda:0, cuda:1, ... in turn) or CPU "
+        "processes sharing the cores. Not under torchrun / accelerate launch, whose processes share the "
+        "passages out themselves.",
+        int,
+    ),
+    Flag(
         "encoder.max_seq_length",
         ("--max-seq-length",),
         "Truncation length in tokens (default: the model's).",

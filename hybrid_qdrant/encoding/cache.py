@@ -501,3 +501,9 @@ class CachedEncoder:
 
     def encode_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         return self._encode("passage", texts, self.encoder.encode_passages, progress)
+
+    def close(self) -> None:
+        """Close the wrapped encoder, if it has something to close (worker processes)."""
+        close = getattr(self.encoder, "close", None)
+        if callable(close):
+            close()

@@ -66,6 +66,7 @@ class EncoderSettings:
             instead of the prefixes when given.
         batch_size: texts per forward pass.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; None picks the best available.
+        workers: encoding processes (``hybrid_qdrant.encoding.pool``): one per GPU, or CPU processes.
         max_seq_length: truncation length; None keeps the model's.
         adapter: optional path of a LoRA adapter (peft) loaded on top of the model.
         backend: ``torch``, ``onnx`` or ``openvino`` (CPU; see ``hybrid_qdrant.backends``).
@@ -81,6 +82,7 @@ class EncoderSettings:
     passage_prompt_name: str | None = None
     batch_size: int = 64
     device: str | None = None
+    workers: int = 1
     max_seq_length: int | None = None
     adapter: str | None = None
     backend: str = "torch"
@@ -92,7 +94,7 @@ class EncoderSettings:
 
         if not self.model:
             raise ConfigError("[encoder] model is empty")
-        for key in ("batch_size", "max_seq_length"):
+        for key in ("batch_size", "workers", "max_seq_length"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")

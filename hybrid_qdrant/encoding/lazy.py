@@ -37,6 +37,10 @@ RECORDS = "_encoders"
 RECORD_VERSION = 1
 
 
+#: Settings that change how a model runs, not its vectors: not part of a record's key.
+_HOW_RUN = ("batch_size", "device", "workers")
+
+
 def record_key(settings: EncoderSettings) -> str | None:
     """The key of ``settings``' record: every setting that changes the vectors plus the model's (and
     adapter's) file identity; None when the encoder is not recorded (non-torch backends)."""
@@ -44,7 +48,7 @@ def record_key(settings: EncoderSettings) -> str | None:
         return None
     key = {
         "version": RECORD_VERSION,
-        "settings": {k: v for k, v in asdict(settings).items() if k not in ("batch_size", "device")},
+        "settings": {k: v for k, v in asdict(settings).items() if k not in _HOW_RUN},
         "model": model_identity(settings.model),
         "adapter": model_identity(settings.adapter) if settings.adapter else None,
     }

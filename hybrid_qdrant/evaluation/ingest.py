@@ -7,6 +7,12 @@ re-run after an interruption encodes and writes only what is missing. Every poin
 what it was built from (``content_hash``: text, language, group, title); a passage whose stored hash
 differs (the source changed, or the point predates the hash) is encoded again and overwritten, never
 kept stale.
+
+The processes of a ``torchrun`` / ``accelerate launch`` share one ingestion by block: block k of the
+stream belongs to process k mod W; into a server each writes its own blocks, into the embedded store
+process 0 writes what all encode (see ``evaluation.launch``). Blocks are the same whatever the number
+of processes, and the encoder fixes its batches within a block (``encoding.pool``), so W processes write
+exactly the points and vectors one process writes.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from hybrid_qdrant.encoding.source import source_json
-from hybrid_qdrant.errors import ConfigError, DataError, HQError
+from hybrid_qdrant.errors import ConfigError, DataError, StoreError
+from hybrid_qdrant.evaluation.launch import Launch
 from hybrid_qdrant.store.base import (
     CONTENT_KEY,
     DOC_ID_KEY,
@@ -168,7 +175,7 @@ def _blocks(passages: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
 def ingest(
     passages: Iterable[Passage],
     encoder,
-    store: DataStore,
+    store: DataStore | None,
     *,
     block_size: int = 2048,
     upsert_batch: int = 512,
@@ -181,14 +188,18 @@ def ingest(
     check_duplicates: bool = True,
     progress: Callable[[int], None] | None = None,
     payload_compat: Sequence[str] | None = None,
+    launch: Launch | None = None,
+    relay: bool = False,
 ) -> IngestStats:
     """Encode passages and write them to the store's collection.
 
     Args:
         passages: any iterable (streamed; never materialised).
         encoder: an ``Encoder`` (a ``CachedEncoder`` reuses cached embeddings).
-        store: the target collection; created for the encoder's dim and fingerprint if missing.
-        block_size: passages encoded per block (sorted by length inside a block).
+        store: the target collection; created for the encoder's dim and fingerprint if missing. None in
+            the processes of a relayed launch other than process 0.
+        block_size: passages encoded per block (sorted by length inside a block); the unit a launch's
+            processes share out.
         upsert_batch: points per upsert request.
         queue_size: encoded blocks that may wait for their upsert (bounds memory).
         overlap: upsert in a background thread while the next block encodes.
@@ -202,12 +213,23 @@ def ingest(
         payload_compat: also write the payload keys of these libraries (``langchain``, ``llamaindex``;
             see ``store.payload_compat``); None keeps what an existing collection holds. A collection
             keeps the layout it was built with: another one is refused (ConfigError).
+        launch: this process's place in a distributed launch (``evaluation.launch``): it encodes the
+            blocks it owns (block k: process k mod W) and, unless ``relay``, writes them itself.
+        relay: the launch writes through process 0 (an embedded store, which one process may open):
+            process 0, the only one given the store, checks every block, tells each process what of its
+            block to encode, gathers the vectors and writes them. Every process must call this with the
+            same passages.
 
     Returns:
-        IngestStats.
+        IngestStats: this process's (``merge_stats`` combines a launch's; with ``relay``, process 0's
+        are the whole launch's).
     """
     if block_size < 1 or upsert_batch < 1 or queue_size < 1:
         raise ValueError("block_size, upsert_batch and queue_size must be positive")
+    launch = launch or Launch()
+    relay = relay and launch.distributed
+    if (store is None) != (relay and not launch.main):
+        raise ValueError("every process is given the store, except the processes of a relay other than 0")
     start = time.perf_counter()
     stats = IngestStats()
     validator = _Validator(languages, on_error, stats, check_duplicates)
@@ -218,24 +240,48 @@ def ingest(
         passages = [p for p in passages if validator.check(p)]
     # an existing collection is checked against the encoder now; a new one is created with its first
     # points, so a run that fails before writing anything leaves no empty collection behind
-    exists = store.exists() if hasattr(store, "exists") else True
+    exists = store is not None and (store.exists() if hasattr(store, "exists") else True)
     if exists:
         store.ensure_collection(spec)
     formats = _payload_formats(store, exists, requested)
     if formats and not store_text:
         raise ConfigError("payloads for other libraries need the passage text (store_text=True)")
 
+    def create() -> None:
+        try:
+            store.ensure_collection(spec)
+        except StoreError:
+            if not launch.distributed or not store.exists():
+                raise
+            store.ensure_collection(spec)  # another process of the launch created it first: check it
+
     def write(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         nonlocal exists
         t0 = time.perf_counter()
         if not exists:
-            store.ensure_collection(spec)
+            create()
             exists = True
         for i in range(0, len(ids), upsert_batch):
             store.upsert(
                 ids[i : i + upsert_batch], vectors[i : i + upsert_batch], payloads[i : i + upsert_batch]
             )
         stats.upsert_seconds += time.perf_counter() - t0
+
+    def missing(good: list[Passage]) -> list[Passage]:
+        """The passages of a block the collection lacks (or holds with other content), sorted by length."""
+        if resume and good and exists:
+            stored = store.existing([p.doc_id for p in good])
+            current = {p.doc_id for p in good if p.doc_id in stored and stored[p.doc_id] == content_hash(p)}
+            stats.already_stored += len(current)
+            stats.replaced += len(stored) - len(current)
+            good = [p for p in good if p.doc_id not in current]
+        return sorted(good, key=lambda p: len(p.text))
+
+    def encode(todo: list[Passage]) -> np.ndarray:
+        t0 = time.perf_counter()
+        vectors = encoder.encode_passages([p.text for p in todo])  # (n, dim)
+        stats.encode_seconds += time.perf_counter() - t0
+        return vectors
 
     pending: queue.Queue = queue.Queue(maxsize=queue_size)
     failure: list[BaseException] = []
@@ -252,45 +298,44 @@ def ingest(
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
-    thread = threading.Thread(target=writer, name="hq-upsert", daemon=True) if overlap else None
-    if thread:
+    def put(todo: list[Passage], vectors: np.ndarray) -> bool:
+        """Hand a block's points to the writer; False once writing has failed."""
+        payloads = [payload_of(p, store_text, formats) for p in todo]
+        item = ([p.doc_id for p in todo], vectors, payloads)
+        if not thread:
+            write(*item)
+        elif failure:
+            return False
+        else:
+            pending.put(item)
+        stats.encoded += len(todo)
+        return True
+
+    thread = None
+    if overlap and store is not None:
+        thread = threading.Thread(target=writer, name="hq-upsert", daemon=True)
         thread.start()
+    blocks = (
+        (block, block if checked else [p for p in block if validator.check(p)])
+        for block in _blocks(passages, block_size)
+    )
     try:
-        for block in _blocks(passages, block_size):
-            good = block if checked else [p for p in block if validator.check(p)]
-            if resume and good and exists:
-                stored = store.existing([p.doc_id for p in good])
-                current = {
-                    p.doc_id for p in good if p.doc_id in stored and stored[p.doc_id] == content_hash(p)
-                }
-                stats.already_stored += len(current)
-                stats.replaced += len(stored) - len(current)
-                good = [p for p in good if p.doc_id not in current]
-            if good:
-                good.sort(key=lambda p: len(p.text))
-                t0 = time.perf_counter()
-                vectors = encoder.encode_passages([p.text for p in good])  # (n, dim)
-                stats.encode_seconds += time.perf_counter() - t0
-                payloads = [payload_of(p, store_text, formats) for p in good]
-                item = ([p.doc_id for p in good], vectors, payloads)
-                if thread:
-                    if failure:
+        if relay:
+            _relay(blocks, launch, missing, encode, put, progress)
+        else:
+            for index, (block, good) in enumerate(blocks):
+                if launch.owner(index) == launch.rank:
+                    todo = missing(good)
+                    if todo and not put(todo, encode(todo)):
                         break
-                    pending.put(item)
-                else:
-                    write(*item)
-                stats.encoded += len(good)
-            if progress:
-                progress(len(block))
+                if progress:
+                    progress(len(block))
     finally:
         if thread:
             pending.put(_DONE)
             thread.join()
     if failure:
-        exc = failure[0]
-        if isinstance(exc, HQError):
-            raise exc
-        raise exc
+        raise failure[0]
     stats.seconds = time.perf_counter() - start
     if stats.replaced:
         logger.warning(
@@ -323,3 +368,61 @@ def _payload_formats(store, exists: bool, requested: tuple[str, ...] | None) -> 
             "re-encoding)"
         )
     return held
+
+
+def _relay(blocks, launch: Launch, missing, encode, put, progress) -> None:
+    """A launch writing through process 0, in rounds of one block per process: process 0 checks the
+    round's blocks and sends each process the positions to encode in its block; each encodes its own;
+    process 0 gathers the vectors and hands every block to its writer, in stream order."""
+    for round_ in _batched(blocks, launch.world):
+        plans = None
+        if launch.main:
+            plans = []
+            for _, good in round_:
+                todo = missing(good)
+                position = {id(p): i for i, p in enumerate(good)}
+                plans.append([position[id(p)] for p in todo])
+        plans = launch.broadcast(plans)
+        mine = None
+        if launch.rank < len(round_) and plans[launch.rank]:
+            good = round_[launch.rank][1]
+            mine = encode([good[i] for i in plans[launch.rank]])
+        gathered = launch.gather(mine)
+        if launch.main:
+            for (block, good), plan, vectors in zip(round_, plans, gathered, strict=False):
+                if plan and not put([good[i] for i in plan], vectors):
+                    return
+                if progress:
+                    progress(len(block))
+        elif progress:
+            for block, _ in round_:
+                progress(len(block))
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def merge_stats(parts: Sequence[IngestStats]) -> IngestStats:
+    """One launch's ingestion from its processes' stats: what every process read and checked (the same
+    in each) from the first, what each encoded, found stored or replaced summed, the longest wall time."""
+    first = parts[0]
+    return IngestStats(
+        seen=first.seen,
+        encoded=sum(p.encoded for p in parts),
+        already_stored=sum(p.already_stored for p in parts),
+        replaced=sum(p.replaced for p in parts),
+        per_language=dict(first.per_language),
+        skipped=dict(first.skipped),
+        skipped_examples=list(first.skipped_examples),
+        seconds=max(p.seconds for p in parts),
+        encode_seconds=sum(p.encode_seconds for p in parts),
+        upsert_seconds=sum(p.upsert_seconds for p in parts),
+    )

@@ -10,6 +10,10 @@ never exit, and check everything they can before loading data or a model:
 3. the store, reached before the model loads (a wrong URL or key fails within the timeout);
 4. the benchmark and the languages asked for;
 5. then the model, the ingestion (every passage checked by id and content hash) and the evaluation.
+
+Encoding scales out two ways: ``[encoder] workers`` (worker processes of this one, ``encoding.pool``),
+or a ``torchrun`` / ``accelerate launch`` whose every process runs the job (a ``Launch``): the processes
+share the ingestion out by block (``evaluation.launch``), process 0 reports and evaluates.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,9 +34,11 @@ from hybrid_qdrant.benchmarks import BENCHMARKS, load_benchmark
 from hybrid_qdrant.benchmarks.lareqa import ANSWER_RULES
 from hybrid_qdrant.encoding.cache import CachedEncoder, EncodeProgress
 from hybrid_qdrant.encoding.encoder import EncoderSettings, SentenceTransformerEncoder, model_label
+from hybrid_qdrant.encoding.pool import PoolEncoder, close_encoder
 from hybrid_qdrant.errors import ConfigError, StoreError
 from hybrid_qdrant.evaluation.evaluate import EvalOptions, EvaluationResult, evaluate
-from hybrid_qdrant.evaluation.ingest import IngestStats, collection_spec, ingest
+from hybrid_qdrant.evaluation.ingest import IngestStats, collection_spec, ingest, merge_stats
+from hybrid_qdrant.evaluation.launch import Launch
 from hybrid_qdrant.evaluation.report import HEATMAP_SCALES, check_output, write_report
 from hybrid_qdrant.evaluation.runfiles import RunWriter
 from hybrid_qdrant.evaluation.slices import slices_for
@@ -305,18 +311,29 @@ def open_collection(cfg: JobConfig, name: str, **extra: Any):
     return open_store(collection=name, **{**store_kwargs(cfg.store, cfg.collection), **extra})
 
 
-def build_encoder(cfg: JobConfig, progress: JobProgress | None = None):
-    """The job's sentence-transformers encoder, in the embedding cache unless ``[cache] enabled`` is off
-    (the cache reports per chunk to ``progress``, and how many texts it reused). With the cache, a model
-    loaded before with the same settings and files is loaded only when a text has to be encoded."""
+def build_encoder(cfg: JobConfig, progress: JobProgress | None = None, launch: Launch | None = None):
+    """The job's sentence-transformers encoder: fixed batches, in this process or in ``[encoder]
+    workers`` worker processes (``PoolEncoder``; ``close_encoder`` stops them), in the embedding cache
+    unless ``[cache] enabled`` is off (the cache reports per chunk to ``progress``, and how many texts
+    it reused). With the cache, a model loaded before with the same settings and files is loaded only
+    when a text has to be encoded. Under a launch, on this process's GPU."""
+    settings = cfg.encoder
+    if launch is not None:
+        settings = replace(settings, device=launch.device(settings.device))
+    workers = settings.workers
+    # with workers, this process needs the model's dim and fingerprint only (read on the CPU, or from
+    # the record of an earlier load); each worker loads its own copy on its device
+    here = settings if workers == 1 else replace(settings, device="cpu")
     if not cfg.cache.enabled:
-        return SentenceTransformerEncoder(cfg.encoder)
+        return PoolEncoder(SentenceTransformerEncoder(here), workers, settings)
     from hybrid_qdrant.encoding.cache import default_cache_dir
     from hybrid_qdrant.encoding.lazy import recorded_encoder
 
     # with the cache, the model loads only when something is to be encoded (see encoding.lazy)
-    encoder = recorded_encoder(cfg.encoder, cfg.cache.dir or default_cache_dir())
-    return CachedEncoder(encoder, root=cfg.cache.dir, progress=progress.encoded if progress else None)
+    encoder = PoolEncoder(recorded_encoder(here, cfg.cache.dir or default_cache_dir()), workers, settings)
+    cached = CachedEncoder(encoder, root=cfg.cache.dir, progress=progress.encoded if progress else None)
+    cached.batch_size = settings.batch_size * workers  # chunks grow from one batch per worker
+    return cached
 
 
 def default_collection(benchmark: str, model: str, fingerprint: str, context: bool = False) -> str:
@@ -344,25 +361,45 @@ def collection_name(cfg: JobConfig, benchmark: Benchmark, encoder) -> str:
     )
 
 
-def start(cfg: JobConfig, progress: JobProgress) -> tuple[Benchmark, Any, str]:
+def start(cfg: JobConfig, progress: JobProgress, launch: Launch | None = None) -> tuple[Benchmark, Any, str]:
     """A job's beginning: everything checked (``prepare``), then the model loaded and the collection
-    named. Returns (benchmark, encoder, collection name)."""
-    benchmark = prepare(cfg)
-    encoder = build_encoder(cfg, progress)
+    named. Returns (benchmark, encoder, collection name); close the encoder with ``close_encoder``."""
+    launch = launch or Launch()
+    # an embedded store is opened by process 0 alone (one process per directory)
+    benchmark = prepare(cfg, check_store=launch.main or bool(cfg.store.url))
+    encoder = build_encoder(cfg, progress, launch)
     return benchmark, encoder, collection_name(cfg, benchmark, encoder)
 
 
-def prepare(cfg: JobConfig) -> Benchmark:
+def check_processes(cfg: JobConfig, launch: Launch) -> None:
+    """ConfigError for ``[encoder] workers`` this machine or a launch cannot take (checked before the
+    model loads, anything is written, or a launch's processes meet)."""
+    workers = cfg.encoder.workers
+    if launch.distributed and workers > 1:
+        raise ConfigError(
+            f"--workers {workers} starts worker processes, but under torchrun / accelerate "
+            "launch every process of the launch is one worker already: drop --workers"
+        )
+    cores = os.cpu_count() or 1
+    if workers > cores:  # each worker is a process that needs a core to feed its device
+        raise ConfigError(
+            f"--workers {workers} is more than this machine's {cores} CPU cores (one process per GPU, "
+            "or at most one per core)"
+        )
+
+
+def prepare(cfg: JobConfig, check_store: bool = True) -> Benchmark:
     """Everything a job checks before the model loads: the report path, the server settings, the
     benchmark and its languages, and the store (reached, so a wrong URL or key fails within the
-    timeout). Returns the loaded benchmark."""
+    timeout; unless ``check_store`` is off). Returns the loaded benchmark."""
     if cfg.report.output:
         check_output(cfg.report.output)
     store_kwargs(cfg.store, cfg.collection)
     benchmark = cfg.benchmark.load()
     slices_for(benchmark, cfg.evaluate.settings, cfg.evaluate.languages)  # unknown languages fail now
-    with open_collection(cfg, cfg.collection.name or cfg.collection.alias or "hq-check"):
-        pass
+    if check_store:
+        with open_collection(cfg, cfg.collection.name or cfg.collection.alias or "hq-check"):
+            pass
     return benchmark
 
 
@@ -399,24 +436,57 @@ class IngestOutcome:
     reindex: ReindexResult | None = None
 
 
-def ingest_job(cfg: JobConfig, progress: JobProgress | None = None) -> IngestOutcome:
+def ingest_job(
+    cfg: JobConfig, progress: JobProgress | None = None, launch: Launch | None = None
+) -> IngestOutcome | None:
     """Encode a benchmark's passages into the job's collection (idempotent, resumable); with ``[collection]
     alias``, into a new ``{alias}_v{n}`` that the alias is then switched to.
+
+    Args:
+        cfg: the job.
+        progress: told of each phase as it goes.
+        launch: this process's place in a ``torchrun`` / ``accelerate launch`` (``Launch.from_env()``;
+            default: one process): the processes share the blocks out (``evaluation.launch``); process 0
+            reports, the others return None.
 
     Raises:
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
     progress = progress or JobProgress()
-    benchmark, encoder, name = start(cfg, progress)
-    with open_collection(cfg, name) as store:
-        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress, cfg.collection.payload_compat)
+    launch = launch or Launch()
+    check_processes(cfg, launch)
+    with launch.opened():
+        benchmark, encoder, name = start(cfg, progress, launch)
+        try:
+            if not launch.main:
+                follow(cfg, benchmark, encoder, launch)
+                return None
+            with open_collection(cfg, name) as store:
+                write = writer(
+                    benchmark,
+                    encoder,
+                    cfg.benchmark.on_error,
+                    progress,
+                    cfg.collection.payload_compat,
+                    launch,
+                    relayed(cfg),
+                )
+                spec = collection_spec(encoder)
+                if cfg.collection.alias or (cfg.collection.recreate and store.exists()):
+                    done = reindex_with_alias(
+                        store, name, write, spec, replace_collection=cfg.collection.recreate
+                    )
+                    points = _count(store, done.collection)
+                    return IngestOutcome(benchmark, done.collection, points, done.stats, done)
+                stats = write(store)
+                return IngestOutcome(benchmark, name, store.count(), stats)
+        finally:
+            close_encoder(encoder)
 
-        spec = collection_spec(encoder)
-        if cfg.collection.alias or (cfg.collection.recreate and store.exists()):
-            done = reindex_with_alias(store, name, write, spec, replace_collection=cfg.collection.recreate)
-            return IngestOutcome(benchmark, done.collection, _count(store, done.collection), done.stats, done)
-        stats = write(store)
-        return IngestOutcome(benchmark, name, store.count(), stats)
+
+def relayed(cfg: JobConfig) -> bool:
+    """Whether a launch writes through process 0: the embedded store (one process per directory)."""
+    return not cfg.store.url
 
 
 def writer(
@@ -425,43 +495,85 @@ def writer(
     on_error: str,
     progress: JobProgress,
     payload_compat: Sequence[str] | None = None,
+    launch: Launch | None = None,
+    relay: bool = False,
 ) -> Callable[[Any], IngestStats]:
     """The function that checks every passage of ``benchmark`` in a store and writes what is missing
     (see ``ingest``; ``payload_compat``: the payload keys of other libraries, ``[collection]
-    payload_compat``), reporting the ``check passages`` phase."""
+    payload_compat``), reporting the ``check passages`` phase. Under a launch it is process 0's: it
+    tells the others which collection to write (``follow``), shares the blocks out with them and returns
+    the launch's stats."""
+    launch = launch or Launch()
 
     def write(store) -> IngestStats:
         progress.start(CHECK, None if benchmark.streamed else len(benchmark.passages))
         try:
-            return ingest_benchmark(
+            if launch.distributed and not relay:
+                launch.broadcast(store.collection)  # the collection (or re-index version) to write
+            stats = ingest_benchmark(
                 benchmark,
                 encoder,
                 store,
                 on_error=on_error,
                 progress=partial(progress.advance, CHECK),
                 payload_compat=payload_compat,
+                launch=launch,
+                relay=relay,
             )
+            if launch.distributed and not relay:
+                stats = merge_stats(launch.gather(stats))  # every process has written its blocks
+            return stats
         finally:
             progress.settle("passage")
 
     return write
 
 
-def rebuild(cfg: JobConfig, benchmark: Benchmark, encoder, name: str, progress: JobProgress) -> None:
+def follow(cfg: JobConfig, benchmark: Benchmark, encoder, launch: Launch) -> IngestStats:
+    """A process of a launch other than 0: encode its blocks of the one ingestion process 0 runs
+    (``writer``), writing them into the collection process 0 names (a server) or sending their vectors
+    to process 0 (the embedded store, which it never opens)."""
+    on_error = cfg.benchmark.on_error
+    if relayed(cfg):
+        return ingest_benchmark(benchmark, encoder, None, on_error, launch=launch, relay=True)
+    target = launch.broadcast()
+    with open_collection(cfg, target) as store:
+        stats = ingest_benchmark(
+            benchmark, encoder, store, on_error, payload_compat=cfg.collection.payload_compat, launch=launch
+        )
+        launch.gather(stats)
+    return stats
+
+
+def rebuild(
+    cfg: JobConfig,
+    benchmark: Benchmark,
+    encoder,
+    name: str,
+    progress: JobProgress,
+    launch: Launch | None = None,
+) -> IngestStats | None:
     """``--recreate``: write the benchmark into a new collection beside ``name`` and replace ``name`` with
     it only once it is complete (``reindex_with_alias(..., replace_collection=True)``); a name with no
-    collection yet is simply filled. An interruption leaves the old collection as it was."""
+    collection yet is simply filled (None is returned: nothing was written). An interruption leaves the
+    old collection as it was."""
     with open_collection(cfg, name) as store:
         if not store.exists():
-            return
+            return None
         spec = collection_spec(encoder)
-
-        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress, cfg.collection.payload_compat)
+        compat = cfg.collection.payload_compat
+        write = writer(benchmark, encoder, cfg.benchmark.on_error, progress, compat, launch, relayed(cfg))
 
         done = reindex_with_alias(store, name, write, spec, replace_collection=True)
     progress.note(
         f"rebuilt {name} as {done.collection}" + (f"; dropped {done.dropped}" if done.dropped else "")
     )
+    return done.stats
+
+
+def _already(stats: IngestStats, store) -> IngestStats:
+    """A ``writer`` for a collection just filled: what filling it did."""
+    return stats
 
 
 def _count(store, name: str) -> int:
@@ -484,8 +596,11 @@ class EvaluationRun:
 
 
 def evaluate_job(
-    cfg: JobConfig, progress: JobProgress | None = None, extra: dict[str, Any] | None = None
-) -> EvaluationRun:
+    cfg: JobConfig,
+    progress: JobProgress | None = None,
+    extra: dict[str, Any] | None = None,
+    launch: Launch | None = None,
+) -> EvaluationRun | None:
     """Evaluate the job's encoder on its benchmark through its collection (ingesting what is missing);
     with ``[report] output``, write the report (JSON, Markdown, heatmap, per-query values).
 
@@ -493,6 +608,8 @@ def evaluate_job(
         cfg: the job.
         progress: told of each phase as it goes (passages checked, texts encoded, settings scored).
         extra: more keys for the report's JSON.
+        launch: as in ``ingest_job``: the processes share the ingestion; process 0 alone evaluates, the
+            others return None.
 
     With ``[report] run_dir``, each slice's TREC run and qrels are written there too (``run.runs``).
 
@@ -500,23 +617,38 @@ def evaluate_job(
         ConfigError / DataError / ModelError / StoreError: before any work where they can be checked.
     """
     progress = progress or JobProgress()
+    launch = launch or Launch()
+    check_processes(cfg, launch)
     # created now, so that an unwritable folder fails before the run
-    runs = RunWriter(cfg.report.run_dir) if cfg.report.run_dir else None
-    benchmark, encoder, name = start(cfg, progress)
-    if cfg.collection.recreate:
-        rebuild(cfg, benchmark, encoder, name, progress)
-    with open_collection(cfg, name) as store:
-        run = run_evaluation(
-            benchmark,
-            encoder,
-            store,
-            name,
-            cfg.evaluate,
-            progress,
-            on_error=cfg.benchmark.on_error,
-            payload_compat=cfg.collection.payload_compat,
-            runs=runs,
-        )
+    runs = RunWriter(cfg.report.run_dir) if cfg.report.run_dir and launch.main else None
+    with launch.opened():
+        benchmark, encoder, name = start(cfg, progress, launch)
+        try:
+            if not launch.main:
+                follow(cfg, benchmark, encoder, launch)  # the one ingestion process 0 runs below
+                return None
+            compat = cfg.collection.payload_compat
+            on_error = cfg.benchmark.on_error
+            write = writer(benchmark, encoder, on_error, progress, compat, launch, relayed(cfg))
+            if cfg.collection.recreate:
+                rebuilt = rebuild(cfg, benchmark, encoder, name, progress, launch)
+                if rebuilt is not None and launch.distributed:  # the launch ingests together once only
+                    write = partial(_already, rebuilt)
+            with open_collection(cfg, name) as store:
+                run = run_evaluation(
+                    benchmark,
+                    encoder,
+                    store,
+                    name,
+                    cfg.evaluate,
+                    progress,
+                    on_error=on_error,
+                    payload_compat=compat,
+                    runs=runs,
+                    write=write,
+                )
+        finally:
+            close_encoder(encoder)
     run.benchmark = benchmark
     details = {
         "collection": name,
@@ -544,6 +676,7 @@ def run_evaluation(
     on_error: str = "stop",
     payload_compat: Sequence[str] | None = None,
     runs: RunWriter | None = None,
+    write: Callable[[Any], IngestStats] | None = None,
 ) -> EvaluationRun:
     """Make the collection hold exactly the benchmark's passages, encode the queries, evaluate.
 
@@ -562,6 +695,7 @@ def run_evaluation(
         on_error: bad passages stop the ingestion (``"stop"``) or are skipped and counted (``"skip"``).
         payload_compat: the payload keys of other libraries written to a new collection (see ``ingest``).
         runs: receives each slice's TREC run and qrels (see ``evaluate``).
+        write: what checks and writes the passages (default: ``writer``, in this process).
 
     Raises:
         StoreError: the collection holds passages the benchmark does not have.
@@ -570,7 +704,7 @@ def run_evaluation(
     progress = progress or JobProgress()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    stats = writer(benchmark, encoder, on_error, progress, payload_compat)(store)
+    stats = (write or writer(benchmark, encoder, on_error, progress, payload_compat))(store)
     langs = tuple(options.languages or benchmark.languages)
     expected = {lang: stats.per_language.get(lang, 0) for lang in langs}
     check_pools(store, collection, expected)
