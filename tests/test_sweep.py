@@ -63,7 +63,8 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
     markdown = (out / "sweep.md").read_text(encoding="utf-8")
     assert "| tiny-64 | " in markdown and "multi rank distance" in markdown
     assert [r["mono_share"] for r in table["rows"] if r["alpha"] in (0.0, 1.0)] == [[0.0], [1.0]] * 3
-    assert "| tiny-16 | 12.9 k | 1 | 100% | " in markdown  # the realised share of monolingual batches
+    assert "| tiny-16 | 12.9 k | 1 | 42 | 100% | " in markdown  # its seeds, the realised mono share
+    assert "Cells finished: 9 of 9." in markdown
     assert markdown in result.output
     csv_lines = (out / "sweep.csv").read_text(encoding="utf-8").splitlines()
     assert len(csv_lines) == 10 and csv_lines[0].startswith("model,params,alpha,seeds,mono/map:mean")
@@ -129,6 +130,12 @@ def test_the_3x3_demo_sweep_trains_evaluates_collects_and_resumes(tmp_path, monk
     Path(lost["report"]).unlink()
     lost["status"] = "trained"
     (tmp_path / "sweep" / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+    collect(load_sweep(path))  # a partial sweep says so, and which seeds each row rests on
+    markdown = (out / "sweep.md").read_text(encoding="utf-8")
+    assert "Cells finished: 8 of 9; each row gives the seeds it rests on" in markdown
+    assert "| tiny-32 | " in markdown and not any(
+        line.startswith("| tiny-32 | ") and "| 0 | " in line for line in markdown.splitlines()
+    )
     run_sweep(load_sweep(path))
     state = json.loads((tmp_path / "sweep" / STATE_FILE).read_text(encoding="utf-8"))
     assert state["cells"]["tiny-32_a0_s42"]["status"] == "done" and Path(lost["report"]).is_file()

@@ -142,6 +142,7 @@ def collect(config: SweepConfig, state: dict[str, Any] | None = None) -> dict[st
                 "params": params,
                 "alpha": alpha,
                 "seeds": len(reports),
+                "seed_ids": [c.seed for c in cells],
                 "mono_share": [_realised_mono_share(config, c.id) for c in cells],
             }
             for setting, metric in METRICS:
@@ -266,24 +267,32 @@ def markdown(config: SweepConfig, rows: list[dict[str, Any]], comparisons: list[
     keys = [f"{s}/{m}" for s, m in METRICS]
     pct = f"{config.sweep.confidence:.0%}"
     seeds = config.sweep.seeds
+    finished = sum(len(row.get("seed_ids", [])) for row in rows)
+    total = len(config.cells())
     lines = [
         f"# Sweep: model size x alpha ({len(seeds)} seed(s): {', '.join(map(str, seeds))})",
+        "",
+        f"Cells finished: {finished} of {total}"
+        + ("." if finished == total else "; each row gives the seeds it rests on (partial results)."),
         "",
         f"Macro average (as the reports) with its {pct} bootstrap interval over clusters of parallel "
         "queries and over the seeds (mAP x 100; rank distance: lower is better)"
         + ("; ±: standard deviation of the per-seed values." if len(config.sweep.seeds) > 1 else "."),
         "",
-        "| model | parameters | alpha | mono batches (realised) | "
+        "| model | parameters | alpha | seeds | mono batches (realised) | "
         + " | ".join(LABELS[k] for k in keys)
         + " |",
-        "|---|---|---|---|" + "---|" * len(keys),
+        "|---|---|---|---|---|" + "---|" * len(keys),
     ]
     for row in rows:
         cells = [_cell(row.get(k), k) for k in keys]
         alpha = "untuned" if row["alpha"] is None else f"{row['alpha']:g}"
         shares = ", ".join("?" if v is None else f"{v:.0%}" for v in row.get("mono_share", [])) or "-"
+        seed_ids = ", ".join(map(str, row.get("seed_ids", []))) or "-"
         lines.append(
-            f"| {row['model']} | {_params(row['params'])} | {alpha} | {shares} | " + " | ".join(cells) + " |"
+            f"| {row['model']} | {_params(row['params'])} | {alpha} | {seed_ids} | {shares} | "
+            + " | ".join(cells)
+            + " |"
         )
     if comparisons:
         lines += [
