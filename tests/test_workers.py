@@ -193,6 +193,7 @@ def test_bad_workers_and_launch_settings_are_one_line_errors_before_any_work(tmp
 CHILD = textwrap.dedent(
     """
     import sys
+    import time
     sys.path.insert(0, {tests!r})
     from test_workers import corpus
     from hybrid_qdrant.encoding.cache import CachedEncoder
@@ -208,8 +209,19 @@ CHILD = textwrap.dedent(
         encoder = CachedEncoder(pool, root={cache!r})
         encoder.batch_size = 4
 
+        with_workers = []
+
         def told(n):
             print("block", *pool.pids, flush=True)
+            if pool.pids:
+                with_workers.append(n)
+            if len(with_workers) == 2:
+                # the parent acts on this line: wait for it however slow the machine, so the run cannot
+                # finish first (Ctrl-C interrupts the sleep; a killed worker ends the wait; a killed
+                # command ends everything)
+                deadline = time.monotonic() + 60
+                while all(p.is_alive() for p in pool._pool.processes) and time.monotonic() < deadline:
+                    time.sleep(0.05)
 
         try:
             with open_store(location={path!r}, collection="c") as store:
