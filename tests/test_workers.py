@@ -574,3 +574,19 @@ def test_a_lost_peer_is_one_short_line():
     )
     assert _first_sentence(gloo) == "Connection closed by peer [127.0.0.1]:16030"
     assert _first_sentence(RuntimeError("")) == "RuntimeError"
+
+
+def test_a_worker_that_loads_another_model_is_a_model_error(tiny):
+    from types import SimpleNamespace
+
+    from hybrid_qdrant.errors import ModelError
+
+    settings = EncoderSettings(model=tiny, batch_size=2, device="cpu")
+    # this process believes in another model than the one the workers load from the settings
+    believed = SimpleNamespace(settings=settings, dim=32, fingerprint="0" * 16, max_seq_length=None)
+    pool = PoolEncoder(believed, workers=2, threads=1)
+    try:
+        with pytest.raises(ModelError, match="loaded another model than this process"):
+            pool.encode_passages(["ein Satz", "a sentence", "una frase"])
+    finally:
+        pool.close()

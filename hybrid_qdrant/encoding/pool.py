@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_qdrant.errors import HQError
+from hybrid_qdrant.errors import HQError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class _Pool:
 
     def _check_ready(self, number: int, fingerprint: str) -> None:
         if fingerprint != self.fingerprint:
-            raise HQError(
+            raise ModelError(
                 f"encoding worker {self._name(number)} loaded another model than this process (fingerprint "
                 f"{fingerprint} != {self.fingerprint}): did the model folder change?"
             )
