@@ -192,6 +192,7 @@ def test_bad_workers_and_launch_settings_are_one_line_errors_before_any_work(tmp
 
 CHILD = textwrap.dedent(
     """
+    import signal
     import sys
     import time
     sys.path.insert(0, {tests!r})
@@ -204,6 +205,9 @@ CHILD = textwrap.dedent(
     from hybrid_qdrant.store import open_store
 
     if __name__ == "__main__":
+        # Ctrl-C as in a terminal, even when the tests run in a background job (which starts with
+        # SIGINT ignored, and Python keeps it ignored)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         settings = EncoderSettings(model={model!r}, batch_size=2, device="cpu")
         pool = PoolEncoder(SentenceTransformerEncoder(settings), workers=2)
         encoder = CachedEncoder(pool, root={cache!r})
