@@ -44,16 +44,22 @@ class StandIn:
 
 
 class NullStore:
-    """Takes upserts and keeps nothing but a count: isolates the pipeline's own memory from the store's."""
+    """Takes upserts and keeps nothing but a count: the pipeline without a store (isolates its own memory
+    from the store's)."""
+
+    collection = "null"
 
     def __init__(self) -> None:
         self.n = 0
 
+    def exists(self) -> bool:
+        return self.n > 0
+
     def ensure_collection(self, spec, recreate=False) -> bool:
         return True
 
-    def existing(self, doc_ids) -> set:
-        return set()
+    def existing(self, doc_ids) -> dict:
+        return {}
 
     def upsert(self, doc_ids, vectors, payloads) -> None:
         self.n += len(doc_ids)

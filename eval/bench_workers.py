@@ -25,7 +25,6 @@ into a server): passages/s with nothing to encode.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -36,46 +35,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-
-
-class StandIn:
-    """Deterministic pseudo-random unit vectors from a text hash: encoding at memory speed."""
-
-    dim = 384
-    fingerprint = '{"model": "stand-in"}'
-
-    def encode_passages(self, texts):
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim, dtype=np.float32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-    encode_queries = encode_passages
-
-
-class NullStore:
-    """Takes upserts and keeps a count: the pipeline without a store."""
-
-    collection = "null"
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def exists(self) -> bool:
-        return self.n > 0
-
-    def ensure_collection(self, spec, recreate=False) -> bool:
-        return True
-
-    def existing(self, doc_ids) -> dict:
-        return {}
-
-    def upsert(self, doc_ids, vectors, payloads) -> None:
-        self.n += len(doc_ids)
-
-    def count(self, lang=None) -> int:
-        return self.n
+from bench_ingest import NullStore, StandIn  # the stand-in encoder and store of the ingestion benchmark
 
 
 def synthetic(n: int, langs=("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")):
